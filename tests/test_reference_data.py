@@ -80,3 +80,11 @@ def test_show_versions():
     v = prosperity.show_versions()
     assert {"package", "version"} == set(v.columns)
     assert (v["package"] == "numpy").any()
+
+
+def test_save_writes_each_format(tmp_path):
+    fig, ax = matplotlib.pyplot.subplots()
+    ax.plot([0, 1], [0, 1])
+    written = plots.save(fig, tmp_path / "figs" / "line")
+    assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)
+    matplotlib.pyplot.close(fig)

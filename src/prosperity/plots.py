@@ -27,6 +27,7 @@ __all__ = [
     "choropleth",
     "component_bars",
     "hexmap",
+    "save",
     "set_style",
 ]
 
@@ -239,3 +240,18 @@ def component_bars(
             ax.set_ylabel(label)
     ax.legend(loc="best", fontsize="small")
     return ax
+
+
+def save(fig, path, formats: tuple[str, ...] = ("png", "svg")) -> list:
+    """Save ``fig`` in the book's export formats (150 dpi PNG and vector SVG by default), for outputs that
+    leave a secure environment or go into slides. ``path`` is given without a suffix; returns the paths written."""
+    from pathlib import Path
+
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        out = base.with_suffix("." + fmt)
+        fig.savefig(out, format=fmt)
+        written.append(out)
+    return written
