@@ -1,22 +1,25 @@
 """Serve MathJax from the built book so that equations render without internet access.
 
-The MathJax 2.7 distribution ships inside the ``jupyter-server-mathjax`` package (pinned in requirements.txt).
-This extension copies it into ``_build/html/_static/mathjax`` at the end of an HTML build; ``_config.yml`` points
-``mathjax_path`` at it. Nothing is fetched from a CDN.
+MathJax 3.2.2 (the full distribution: TeX input, CommonHTML output and its web fonts) ships inside the
+``sphinx-mathjax-offline`` package, pinned in requirements.txt. This extension copies it into
+``_build/html/_static/mathjax`` at the end of an HTML build; ``_config.yml`` points ``mathjax_path`` at it.
+Nothing is fetched from a CDN, so the book works in workshops and secure research environments.
 """
 
 from __future__ import annotations
 
 import shutil
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 
 def _mathjax_source() -> Path:
-    import jupyter_server_mathjax
-
-    src = Path(jupyter_server_mathjax.__file__).parent / "static"
-    if not (src / "MathJax.js").exists():
-        raise RuntimeError(f"offline_mathjax: MathJax.js not found in {src}")
+    try:
+        src = Path(distribution("sphinx-mathjax-offline").locate_file("sphinx-mathjax-offline/static/mathjax"))
+    except PackageNotFoundError as err:
+        raise RuntimeError("offline_mathjax: install sphinx-mathjax-offline (pinned in requirements.txt)") from err
+    if not (src / "tex-mml-chtml.js").exists():
+        raise RuntimeError(f"offline_mathjax: tex-mml-chtml.js not found in {src}")
     return src
 
 
@@ -24,10 +27,8 @@ def _copy(app, exception):
     if exception is not None or app.builder.format != "html":
         return
     dest = Path(app.outdir) / "_static" / "mathjax"
-    if (dest / "MathJax.js").exists():
-        return
-    src = _mathjax_source()
-    shutil.copytree(src, dest, dirs_exist_ok=True)
+    if not (dest / "tex-mml-chtml.js").exists():
+        shutil.copytree(_mathjax_source(), dest, dirs_exist_ok=True)
 
 
 def setup(app):
