@@ -88,3 +88,11 @@ def test_save_writes_each_format(tmp_path):
     written = plots.save(fig, tmp_path / "figs" / "line")
     assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)
     matplotlib.pyplot.close(fig)
+
+
+def test_component_bars_never_repeat_a_colour():
+    df = pd.DataFrame({"allocation": [0.1], "industry_mix": [0.2], "interaction": [0.05], "firm_within": [0.1]})
+    ax = plots.component_bars(df, list(df.columns), colours={"allocation": "#117733"})
+    colours = [matplotlib.colors.to_hex(p.get_facecolor()) for p in ax.patches]
+    assert len(set(colours)) == 4 and colours[0] == "#117733"
+    matplotlib.pyplot.close("all")

@@ -200,19 +200,26 @@ def component_bars(
     label: str | None = None,
     ax=None,
     horizontal: bool = True,
+    colours: dict[str, str] | None = None,
 ):
     """Stacked bars of additive components (positive parts stacked right, negative left), one bar per row
     of ``df`` (its index labels the bars), with the ``total`` column marked by a black dot. Colours come
-    from :data:`COMPONENT_COLOURS`. Returns the Axes."""
+    from ``colours`` (component -> colour), then :data:`COMPONENT_COLOURS`, then the Okabe-Ito palette, so
+    distinct components never share a colour. Returns the Axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 0.35 * len(df) + 1.5))
     pos = np.zeros(len(df))
     neg = np.zeros(len(df))
     idx = np.arange(len(df))
-    for i, comp in enumerate(components):
+    chosen = {**{c: COMPONENT_COLOURS[c] for c in components if c in COMPONENT_COLOURS}, **(colours or {})}
+    spare = iter([c for c in OKABE_ITO + ["#999999", "#882255", "#44AA99"] if c not in chosen.values()])
+    for comp in components:
+        if comp not in chosen:
+            chosen[comp] = next(spare)
+    for comp in components:
         v = df[comp].to_numpy(dtype=float)
         base = np.where(v >= 0, pos, neg)
-        colour = COMPONENT_COLOURS.get(comp, OKABE_ITO[i % len(OKABE_ITO)])
+        colour = chosen[comp]
         name = comp.replace("_", " ")
         if horizontal:
             ax.barh(idx, v, left=base, color=colour, label=name, height=0.7)
