@@ -12,6 +12,7 @@ The helper package of the book *People, Firms and Places*. One module per concep
 - ``places``: place effects and the people / firms / place decomposition of spatial gaps.
 - ``productivity``: shift-share, Olley-Pakes and rent sharing.
 - ``sdc``: statistical disclosure control of outputs (built on acro).
+- ``policy``: counterfactual gaps, levers and one-page regional briefs.
 - ``plots``: the shared figure style and district maps.
 
 Modules are imported on use (``from prosperity import akm``) so that ``import prosperity`` stays light.
