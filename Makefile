@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB := $(BIN)/jupyter-book
 
-.PHONY: book test unit chapters book-strict setup clean bench lint workshop wheelhouse
+.PHONY: book test unit chapters book-strict setup clean bench workshop wheelhouse check-offline
 
 # Create the virtual environment if missing, install the pinned requirements and the package (editable).
 $(STAMP): requirements.txt pyproject.toml
@@ -44,6 +44,10 @@ workshop: $(STAMP)
 
 wheelhouse: $(STAMP)
 	bash tools/wheelhouse.sh wheelhouse
+
+## make check-offline: build the wheelhouse, then install from it alone into a fresh venv and use the package.
+check-offline: $(STAMP)
+	bash tools/check_offline_install.sh
 
 clean:
 	$(JB) clean . --all || rm -rf _build
