@@ -1,0 +1,1021 @@
+"""Place effects and the people / firms / place decomposition of England's spatial pay gaps.
+
+Five questions, one function each (plus the pure helpers :func:`gap_components`, :func:`variance_across_places`
+and :func:`characteristics`):
+
+- :func:`place_effects`: how much more does the *same* worker earn in one place than in another? Three models,
+  side by side (Card, Rothstein and Yi 2021, "Location, location, location", US Census Bureau CES WP 21-32;
+  Combes, Duranton and Gobillon 2008, *J. Urban Econ.* 63(2):723-742):
+
+  (a) ``"worker+place"``: ``y_it = alpha_i + phi_l(i,t) [+ tau_t + x'b] + e``; place effects are identified by
+      workers who move between places, within the connected set of the worker-place graph. They absorb the
+      average firm premium of each place.
+  (b) ``"worker+firm+place"``: ``y_it = alpha_i + psi_J(i,t) + phi_l(i,t) [+ tau_t + x'b] + e``. Movers identify the
+      differences between *establishment cells* (firm x place); the split of a cell's premium between its firm and
+      its place is identified only by enterprises with sites in several places (multi-site enterprises). The
+      model is fitted on the largest set connected in both senses: the worker-cell graph and the firm-place graph.
+  (c) ``"worker+place×industry"``: ``y_it = alpha_i + gamma_{l,k(i,t)} [+ tau_t + x'b] + e`` (CRY 2021 version),
+      then ``gamma_lk = mu_l + eta_k + interaction`` by employment-weighted least squares; ``mu_l`` is the place
+      effect net of industry composition.
+
+- :func:`decompose_gaps`: each place's mean log pay gap against England, split exactly into people (mean worker
+  effect and observed characteristics), industry mix (national industry premiums weighted by the place's industry
+  shares), firms within industries (the rest of the mean firm premium), the place effect and the residual; and
+  the variance of the gaps across places split into variances and covariances (sorting) of the components,
+  plug-in and split-sample bias-corrected.
+- :func:`movers`: the pay change of workers who move between places against the difference in the places' mean
+  pay (Finkelstein, Gentzkow and Williams 2016, *QJE* 131(4):1681-1726, design; CRY 2024).
+- :func:`explain_place_effects`: place effects regressed on place characteristics with their estimation noise
+  accounted for (precision-weighted feasible GLS with a method-of-moments between-place variance, as in
+  meta-regression; empirical-Bayes shrinkage toward the regression line).
+- :func:`rolling`: the decomposition re-estimated on rolling windows of years (Card, Heining and Kline 2013, *QJE*
+  128(3):967-1015, do the same for AKM).
+
+Every fixed-effect model is solved by :func:`prosperity.akm.fit_fixed_effects`; this module only builds samples,
+checks identification and aggregates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from . import akm
+
+__all__ = [
+    "MODELS",
+    "COMPONENTS",
+    "PlaceEffects",
+    "place_effects",
+    "GapDecomposition",
+    "decompose_gaps",
+    "gap_components",
+    "variance_across_places",
+    "MoversResult",
+    "movers",
+    "CharacteristicsRegression",
+    "explain_place_effects",
+    "characteristics",
+    "RollingResult",
+    "rolling",
+]
+
+MODELS = ("worker+place", "worker+firm+place", "worker+place×industry")
+_MODEL_ALIASES = {"worker+place*industry": "worker+place×industry", "worker+placexindustry": "worker+place×industry",
+                  "cry": "worker+place×industry", "a": "worker+place", "b": "worker+firm+place",
+                  "c": "worker+place×industry"}
+#: The additive components of a place's gap, in order.
+COMPONENTS = ("people", "industry_mix", "firm_within", "place", "residual")
+_LEVELS = ("lad", "itl3", "region")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _panel(linked) -> pd.DataFrame:
+    """The worker-year panel: ``linked.workers`` of a :class:`prosperity.link.LinkedData`, or a DataFrame."""
+    if isinstance(linked, pd.DataFrame):
+        return linked
+    workers = getattr(linked, "workers", None)
+    if isinstance(workers, pd.DataFrame):
+        return workers
+    raise TypeError(f"expected a LinkedData (with a .workers DataFrame) or a DataFrame, got {type(linked).__name__}")
+
+
+def _need(df: pd.DataFrame, cols: Sequence[str], table: str = "workers") -> None:
+    missing = [c for c in cols if c is not None and c not in df.columns]
+    if missing:
+        raise KeyError(f"{table} has no column(s) {missing}; available: {list(df.columns)[:25]}")
+    for c in cols:
+        if c is None:
+            continue
+        bad = df[c].isna().to_numpy()
+        if bad.any():
+            rows = df.index[bad][:5].tolist()
+            raise ValueError(f"{table}.{c} has {int(bad.sum())} missing value(s), e.g. at rows {rows}; "
+                             "drop or impute them (and record why) before estimating place effects")
+
+
+def _codes(s: pd.Series) -> np.ndarray:
+    return pd.factorize(s, sort=False)[0].astype(np.int64)
+
+
+def _largest_component(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows (boolean mask) in the largest connected component of the bipartite graph with edges (a_r, b_r),
+    and the number of components."""
+    ca, cb = _codes(pd.Series(a)), _codes(pd.Series(b))
+    na, nb = ca.max() + 1, cb.max() + 1
+    g = sp.coo_matrix((np.ones(len(ca), dtype=np.int8), (ca, cb + na)), shape=(na + nb, na + nb)).tocsr()
+    n, lab = connected_components(g, directed=False)
+    if n == 1:
+        return np.ones(len(ca), dtype=bool), 1
+    row_lab = lab[ca]
+    sizes = np.bincount(row_lab, minlength=n)
+    return row_lab == int(np.argmax(sizes)), int(n)
+
+
+def _wmean(x: np.ndarray, w: np.ndarray) -> float:
+    return float(np.dot(x, w) / w.sum())
+
+
+def _norm_model(model: str) -> str:
+    m = _MODEL_ALIASES.get(model, model)
+    if m not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    return m
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# place effects
+
+
+@dataclass(frozen=True)
+class PlaceEffects:
+    """Place effects from one model (see :func:`place_effects`).
+
+    Attributes
+    ----------
+    model
+        ``"worker+place"``, ``"worker+firm+place"`` or ``"worker+place×industry"``.
+    level
+        the place column (``"lad"``, ``"itl3"`` or ``"region"``).
+    effects
+        one row per place: ``<level>, effect, n_obs, n_people, n_firms`` (person-years, distinct workers and
+        distinct enterprises in the estimation sample) and ``se`` (delete-a-group jackknife over workers) when asked.
+        Effects have person-year-weighted mean zero.
+    identification
+        counts that state what identifies the model (see :meth:`summary`).
+    rows
+        the estimation sample, one row per person-year, with the fitted components ``alpha`` (worker),
+        ``psi`` (firm; for model (c) ``gamma - mu``: industry premium plus interaction; 0 for model (a)), ``phi``
+        (place), ``tau`` (year), ``xb`` (controls) and ``resid``, so that ``y = alpha + psi + phi + tau + xb + resid``.
+    cells
+        model (c) only: ``<level>, industry, gamma, mu, eta, interaction, n_obs``.
+    fit
+        the underlying :class:`prosperity.akm.MultiwayResult`.
+    columns
+        the column names and fitting options used (so that refits, e.g. the split-sample halves, match).
+    replicates
+        with ``se=True``, the place effects of every jackknife fold (``<level>, fold0, fold1, ...``),
+        for :func:`explain_place_effects` (estimation errors are correlated across places).
+    """
+
+    model: str
+    level: str
+    effects: pd.DataFrame
+    identification: dict
+    rows: pd.DataFrame = field(repr=False)
+    cells: pd.DataFrame | None = field(default=None, repr=False)
+    fit: object = field(default=None, repr=False)
+    columns: dict = field(default_factory=dict, repr=False)
+    replicates: pd.DataFrame | None = field(default=None, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The place effects (one row per place)."""
+        return self.effects.copy()
+
+    def summary(self) -> str:
+        d = self.identification
+        lines = [f"Place effects, model {self.model} (places: {self.level})",
+                 f"  estimation sample: {d['n_obs']:,} person-years, {d['n_workers']:,} workers, "
+                 f"{d['n_firms']:,} enterprises, {d['n_places']:,} places "
+                 f"({d['dropped_obs']:,} person-years outside the identified set dropped)",
+                 f"  movers between places: {d['n_place_movers']:,} workers"]
+        if self.model == "worker+firm+place":
+            lines.append(f"  enterprises with sites in two or more places: {d['n_multi_place_firms']:,} "
+                         f"({d['share_obs_multi_place_firms']:.1%} of person-years); firm-place graph "
+                         f"components before restriction: {d['firm_place_components']}")
+        if self.model == "worker+place×industry":
+            lines.append(f"  place x industry cells: {d['n_cells']:,}")
+        lines.append(f"  worker-{d['graph']} graph components before restriction: {d['worker_components']}")
+        e = self.effects["effect"].to_numpy()
+        w = self.effects["n_obs"].to_numpy(dtype=float)
+        lines.append(f"  sd of place effects (person-year weighted): {np.sqrt(_wmean(e**2, w) - _wmean(e, w)**2):.4f}")
+        if "se" in self.effects:
+            lines.append(f"  mean jackknife se: {np.nanmean(self.effects['se']):.4f}")
+        return "\n".join(lines)
+
+
+def _identified_sample(df: pd.DataFrame, model: str, worker: str, firm: str, level: str, industry: str):
+    """Restrict to the set on which the model's effects are identified; return mask and counts."""
+    info = {}
+    keep = np.ones(len(df), dtype=bool)
+    if model == "worker+place":
+        cell = df[level].to_numpy()
+        info["graph"] = "place"
+    elif model == "worker+firm+place":
+        cell = df.groupby([firm, level], sort=False, observed=True).ngroup().to_numpy()
+        info["graph"] = "establishment (firm x place)"
+    else:
+        cell = df.groupby([level, industry], sort=False, observed=True).ngroup().to_numpy()
+        info["graph"] = "place x industry"
+    wk = df[worker].to_numpy()
+    if model == "worker+firm+place":
+        info["firm_place_components"] = _largest_component(df[firm].to_numpy(), df[level].to_numpy())[1]
+    first = True
+    for _ in range(20):  # iterate the two restrictions to a fixed point (one or two rounds in practice)
+        m, ncomp = _largest_component(wk[keep], cell[keep])
+        if first:
+            info["worker_components"] = ncomp
+        new = keep.copy()
+        new[np.flatnonzero(keep)[~m]] = False
+        if model == "worker+firm+place":
+            sub = df.loc[new, [firm, level]]
+            m2, _ = _largest_component(sub[firm].to_numpy(), sub[level].to_numpy())
+            idx = np.flatnonzero(new)
+            new[idx[~m2]] = False
+        first = False
+        if new.sum() == keep.sum():
+            keep = new
+            break
+        keep = new
+    return keep, info
+
+
+def place_effects(linked, model: str = "worker+firm+place", *, level: str = "lad", y: str = "lhw",
+                  worker: str = "piden", firm: str = "entref", industry: str = "industry",
+                  time: str | None = "year", controls: Sequence[str] = (), se: bool = False, folds: int = 10,
+                  seed: int = 0, tol: float = 1e-10, quiet: bool = True) -> PlaceEffects:
+    """Estimate place effects from one of three models (Card, Rothstein and Yi 2021, CES WP 21-32).
+
+    Parameters
+    ----------
+    linked : a :class:`prosperity.link.LinkedData` (its ``.workers`` panel is used) or a worker-year DataFrame.
+    model : ``"worker+place"`` (a), ``"worker+firm+place"`` (b) or ``"worker+place×industry"`` (c); see the module
+        docstring for the equations and what identifies each.
+    level : place column: ``"lad"`` (district), ``"itl3"`` or ``"region"``.
+    y, worker, firm, industry, time : column names (``time=None`` for no year effects).
+    controls : numeric time-varying controls (e.g. a centred cubic in age without its linear term, which is
+        collinear with worker and year effects).
+    se : also compute standard errors of the place effects by a delete-a-group jackknife over ``folds`` random
+        groups of workers (robust to heteroskedasticity and to serial correlation within workers). Each fold is
+        re-normalised to the full sample's person-year weights so that a common shift does not count as noise.
+    seed : seed of the fold assignment.
+    quiet : hide the progress bar of the jackknife.
+
+    Identification is checked, not assumed: the sample is restricted to the largest connected set of the graph
+    linking workers to places (a), to establishment cells (b) or to place x industry cells (c); for (b) also to the
+    largest connected component of the firm-place graph (the split of a cell premium between firm and place needs
+    enterprises observed in several places). ``identification`` reports what was dropped.
+
+    Returns
+    -------
+    PlaceEffects
+    """
+    model = _norm_model(model)
+    df = _panel(linked)
+    if level not in df.columns:
+        raise KeyError(f"workers has no place column {level!r}; available: {list(df.columns)[:25]}")
+    cols = [y, worker, level] + ([firm] if model != "worker+place" else []) + \
+        ([industry] if model == "worker+place×industry" else []) + ([time] if time else []) + list(controls)
+    # the firm and industry columns are carried along when present, for counts and the gap decomposition
+    carry = [c for c in dict.fromkeys((firm, industry) + _LEVELS) if c in df.columns and c not in cols]
+    _need(df, cols)
+    work = df[cols + carry].reset_index(drop=True)
+    n_in = len(work)
+    keep, info = _identified_sample(work, model, worker, firm, level, industry)
+    work = work.loc[keep].reset_index(drop=True)
+    if len(work) == 0:
+        raise ValueError("place_effects: no identified sample (no worker links any two places)")
+
+    res, rows, cells = _fit_model(work, model, y=y, worker=worker, firm=firm, level=level, industry=industry,
+                                  time=time, controls=controls, tol=tol)
+    eff = _effects_table(rows, level, worker, firm)
+
+    # identification counts
+    nplaces_w = work.groupby(worker, sort=False)[level].nunique()
+    info.update(
+        n_obs=int(len(work)), dropped_obs=int(n_in - len(work)), n_workers=int(work[worker].nunique()),
+        n_firms=int(work[firm].nunique()) if firm in work else 0, n_places=int(work[level].nunique()),
+        n_place_movers=int((nplaces_w > 1).sum()),
+    )
+    if firm in work:
+        nplaces_f = work.groupby(firm, sort=False)[level].nunique()
+        multi = nplaces_f.index[nplaces_f > 1]
+        info["n_multi_place_firms"] = int(len(multi))
+        info["share_obs_multi_place_firms"] = float(work[firm].isin(multi).mean())
+    if cells is not None:
+        info["n_cells"] = int(len(cells))
+    info["solver"] = dict(res.diagnostics)
+
+    replicates = None
+    if se:
+        se_tab, replicates = _jackknife_se(work, model, eff, folds=folds, seed=seed, quiet=quiet, y=y,
+                                           worker=worker, firm=firm, level=level, industry=industry, time=time,
+                                           controls=controls, tol=tol)
+        eff = eff.merge(se_tab, on=level, how="left")
+    colmap = dict(y=y, worker=worker, firm=firm, level=level, industry=industry, time=time,
+                  controls=tuple(controls), tol=tol)
+    return PlaceEffects(model=model, level=level, effects=eff, identification=info, rows=rows, cells=cells,
+                        fit=res, columns=colmap, replicates=replicates)
+
+
+def _fit_model(work, model, *, y, worker, firm, level, industry, time, controls, tol):
+    n = len(work)
+    yv = work[y].to_numpy(dtype=float)
+    rows = pd.DataFrame({c: work[c].to_numpy() for c in dict.fromkeys((worker, firm, level, industry, time) + _LEVELS)
+                         if c and c in work.columns})
+    rows["y"] = yv
+    cells = None
+    if model == "worker+place":
+        effs = [worker, level]
+    elif model == "worker+firm+place":
+        effs = [worker, firm, level]
+    else:
+        work = work.assign(_cell=work.groupby([level, industry], sort=False, observed=True).ngroup().to_numpy())
+        effs = [worker, "_cell"]
+    if time:
+        effs = effs + [time]
+    res = akm.fit_fixed_effects(work, y, effects=effs, controls=list(controls), tol=tol)
+    if not res.diagnostics["converged"]:
+        raise RuntimeError(f"place_effects: the fixed-effect solver did not converge ({res.diagnostics})")
+    E = res.effects
+
+    def lookup(col, src=None):
+        t = E[col]
+        s = pd.Series(t["effect"].to_numpy(), index=t[col].to_numpy())
+        return s.reindex((work[src or col]).to_numpy()).to_numpy()
+
+    rows["alpha"] = lookup(worker)
+    rows["tau"] = lookup(time) if time else 0.0
+    rows["xb"] = work[list(controls)].to_numpy(dtype=float) @ res.coef.to_numpy() if len(controls) else 0.0
+    if model == "worker+place":
+        rows["psi"] = 0.0
+        rows["phi"] = lookup(level)
+    elif model == "worker+firm+place":
+        rows["psi"] = lookup(firm)
+        rows["phi"] = lookup(level)
+    else:
+        rows["gamma"] = lookup("_cell")
+        c = pd.DataFrame({level: work[level].to_numpy(), industry: work[industry].to_numpy(),
+                          "gamma": rows["gamma"].to_numpy()})
+        cells = (c.groupby([level, industry], sort=True, observed=True)
+                 .agg(gamma=("gamma", "first"), n_obs=("gamma", "size")).reset_index())
+        # gamma_lk = mu_l + eta_k + interaction, employment-weighted least squares (CRY 2021)
+        two = akm.fit_fixed_effects(cells, "gamma", effects=[level, industry], weights="n_obs", tol=tol)
+        mu = two.effects[level].set_index(level)["effect"]
+        eta = two.effects[industry].set_index(industry)["effect"]
+        cells["mu"] = cells[level].map(mu).to_numpy()
+        cells["eta"] = cells[industry].map(eta).to_numpy()
+        cells["interaction"] = cells["gamma"] - cells["mu"] - cells["eta"]
+        # make mu have person-year mean zero; the level goes to the industry/firm part
+        mbar = _wmean(cells["mu"].to_numpy(), cells["n_obs"].to_numpy(dtype=float))
+        cells["mu"] -= mbar
+        cells["eta"] += mbar
+        rows["phi"] = rows[level].map(cells.groupby(level)["mu"].first()).to_numpy()
+        rows["psi"] = rows["gamma"] - rows["phi"]
+        rows = rows.drop(columns="gamma")
+    rows["resid"] = res.resid
+    # sanity: the components add up to y (the solver's own identity)
+    err = np.max(np.abs(rows["alpha"] + rows["psi"] + rows["phi"] + rows["tau"] + rows["xb"] + rows["resid"] - yv)) if n else 0
+    if err > 1e-6:
+        raise RuntimeError(f"place_effects: components do not add up to {y} (max error {err:.2e})")
+    return res, rows, cells
+
+
+def _effects_table(rows: pd.DataFrame, level: str, worker: str, firm: str) -> pd.DataFrame:
+    g = rows.groupby(level, sort=True, observed=True)
+    out = pd.DataFrame({"effect": g["phi"].first(), "n_obs": g.size(), "n_people": g[worker].nunique()})
+    out["n_firms"] = g[firm].nunique() if firm in rows else 0
+    return out.reset_index()
+
+
+def _jackknife_se(work, model, eff, *, folds, seed, quiet=True, **kw) -> pd.DataFrame:
+    from tqdm.auto import tqdm
+
+    level, worker = kw["level"], kw["worker"]
+    if folds < 2:
+        raise ValueError("folds must be at least 2")
+    rng = np.random.default_rng(seed)
+    ids = work[worker].unique()
+    fold_of = pd.Series(rng.integers(0, folds, len(ids)), index=ids)
+    f = fold_of.reindex(work[worker].to_numpy()).to_numpy()
+    base = eff.set_index(level)
+    w = base["n_obs"].astype(float)
+    est = []
+    for k in tqdm(range(folds), disable=quiet, desc="jackknife folds"):
+        sub = work.loc[f != k].reset_index(drop=True)
+        keep, _ = _identified_sample(sub, model, worker, kw["firm"], level, kw["industry"])
+        sub = sub.loc[keep].reset_index(drop=True)
+        _, rows, _ = _fit_model(sub, model, **kw)
+        e = rows.groupby(level, sort=True, observed=True)["phi"].first().reindex(base.index)
+        ok = e.notna()
+        e = e - _wmean(e[ok].to_numpy(), w[ok].to_numpy())  # same normalisation as the full sample
+        est.append(e.to_numpy())
+    est = np.vstack(est)
+    n_ok = np.isfinite(est).sum(axis=0)
+    mean = np.nanmean(est, axis=0)
+    var = (n_ok - 1) / np.maximum(n_ok, 1) * np.nansum((est - mean) ** 2, axis=0)
+    var[n_ok < folds] = np.nan  # a place lost in some fold has no reliable jackknife
+    reps = pd.DataFrame(est.T, columns=[f"fold{k}" for k in range(folds)])
+    reps.insert(0, level, base.index.to_numpy())
+    return pd.DataFrame({level: base.index, "se": np.sqrt(var)}), reps
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# gap decomposition
+
+
+def gap_components(rows: pd.DataFrame, level: str, *, y: str = "y", people: str | Sequence[str] = "alpha",
+                   firm_premium: str = "psi", place: str = "phi", industry: str = "industry",
+                   worker: str | None = "piden", firm: str | None = "entref",
+                   weights: str | None = None) -> pd.DataFrame:
+    """Exact decomposition of each place's mean gap from person-year rows with known (or estimated) components.
+
+    For place ``p`` with person-year shares ``s_pk`` in industries ``k`` and national shares ``s_k``:
+
+        gap_p          = ybar_p - ybar
+        people_p       = mean_p(alpha [+ x'b]) - mean(alpha [+ x'b])
+        industry_mix_p = sum_k (s_pk - s_k) eta_k,      eta_k = national mean firm premium in industry k
+        firm_within_p  = [mean_p(psi) - mean(psi)] - industry_mix_p
+        place_p        = mean_p(phi) - mean(phi)
+        residual_p     = gap_p - people_p - industry_mix_p - firm_within_p - place_p
+
+    so the five components add up to ``gap`` exactly (to floating-point rounding). ``people`` may name several
+    columns (e.g. ``["alpha", "xb"]``), which are summed. Means are person-year weighted (or by ``weights``).
+
+    Returns one row per place: ``<level>, gap, people, industry_mix, firm_within, place, residual, n_obs`` and
+    ``n_people``, ``n_firms`` (distinct workers and enterprises) when ``worker``/``firm`` columns are given.
+    """
+    people = [people] if isinstance(people, str) else list(people)
+    cols = [level, y, firm_premium, place, industry] + people
+    _need(rows, cols, table="rows")
+    w = rows[weights].to_numpy(dtype=float) if weights else np.ones(len(rows))
+    if len(rows) == 0:
+        raise ValueError("gap_components: rows is empty")
+    d = pd.DataFrame({
+        "_p": rows[level].to_numpy(), "_k": rows[industry].to_numpy(), "_w": w,
+        "y": rows[y].to_numpy(dtype=float) * w,
+        "people": rows[people].to_numpy(dtype=float).sum(axis=1) * w,
+        "psi": rows[firm_premium].to_numpy(dtype=float) * w,
+        "place": rows[place].to_numpy(dtype=float) * w,
+    })
+    W = w.sum()
+    nat = d[["y", "people", "psi", "place"]].sum() / W
+    # national industry premiums and shares
+    gk = d.groupby("_k", sort=True, observed=True)[["_w", "psi"]].sum()
+    eta = gk["psi"] / gk["_w"]
+    s_nat = gk["_w"] / W
+    gp = d.groupby("_p", sort=True, observed=True)[["_w", "y", "people", "psi", "place"]].sum()
+    means = gp[["y", "people", "psi", "place"]].div(gp["_w"], axis=0)
+    pk = d.groupby(["_p", "_k"], sort=True, observed=True)["_w"].sum().unstack(fill_value=0.0)
+    pk = pk.reindex(columns=eta.index, fill_value=0.0)
+    s_pk = pk.div(pk.sum(axis=1), axis=0)
+    mix = (s_pk - s_nat.to_numpy()[None, :]) @ eta.to_numpy()
+    out = pd.DataFrame(index=gp.index)
+    out["gap"] = means["y"] - nat["y"]
+    out["people"] = means["people"] - nat["people"]
+    out["industry_mix"] = mix.reindex(out.index).to_numpy()
+    out["firm_within"] = (means["psi"] - nat["psi"]) - out["industry_mix"]
+    out["place"] = means["place"] - nat["place"]
+    out["residual"] = out["gap"] - out[["people", "industry_mix", "firm_within", "place"]].sum(axis=1)
+    out["n_obs"] = rows.groupby(level, sort=True, observed=True).size().reindex(out.index).to_numpy()
+    if worker is not None and worker in rows:
+        out["n_people"] = rows.groupby(level, sort=True, observed=True)[worker].nunique().reindex(out.index).to_numpy()
+    if firm is not None and firm in rows:
+        out["n_firms"] = rows.groupby(level, sort=True, observed=True)[firm].nunique().reindex(out.index).to_numpy()
+    out.index.name = level
+    return out.reset_index()
+
+
+def _wcov(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
+    w = w / w.sum()
+    Ac = A - w @ A
+    Bc = B - w @ B
+    return (Ac * w[:, None]).T @ Bc
+
+
+def _terms(C: np.ndarray) -> pd.Series:
+    comps = list(COMPONENTS)
+    out = {}
+    for i, a in enumerate(comps):
+        out[f"Var({a})"] = C[i, i]
+    for i, a in enumerate(comps):
+        for j in range(i + 1, len(comps)):
+            out[f"2Cov({a},{comps[j]})"] = C[i, j] + C[j, i]
+    return pd.Series(out)
+
+
+def variance_across_places(frame: pd.DataFrame, other: pd.DataFrame | None = None, *, level: str | None = None,
+                           weight: str = "n_obs") -> pd.DataFrame:
+    """Variance of place gaps across places split into the variances and covariances of its components.
+
+    ``Var(gap) = sum_c Var(c) + sum_{c<d} 2 Cov(c, d)`` over ``COMPONENTS``, weighted by ``weight`` (person-years):
+    exact, since the components add up to the gap. The covariances with ``people`` are the sorting terms
+    (high-wage workers in high-premium firms and places).
+
+    With ``other`` (the same decomposition from an independent half of the workers), the bias-corrected version is
+    the split-sample cross-covariance ``(Cov(c^A, d^B) + Cov(c^B, d^A)) / 2`` over places present in both halves:
+    estimation noise that is independent across halves (worker effects, place means of residuals, and the noise
+    of place and firm effects estimated from different workers) drops out of every variance and covariance. The
+    target is then the variance of the population place means, not of the realised sample's.
+
+    Returns a frame indexed by term with ``value`` and ``share`` (of Var(gap)); the row ``Var(gap)`` is the total.
+    """
+    level = level or frame.columns[0]
+    comps = list(COMPONENTS)
+    if other is None:
+        X = frame[comps].to_numpy(dtype=float)
+        w = frame[weight].to_numpy(dtype=float)
+        C = _wcov(X, X, w)
+    else:
+        m = frame.merge(other, on=level, suffixes=("", "_b"))
+        if len(m) < 3:
+            raise ValueError("variance_across_places: fewer than 3 places in both halves")
+        A = m[comps].to_numpy(dtype=float)
+        B = m[[c + "_b" for c in comps]].to_numpy(dtype=float)
+        w = m[weight].to_numpy(dtype=float) + m[weight + "_b"].to_numpy(dtype=float)
+        C = 0.5 * (_wcov(A, B, w) + _wcov(B, A, w))
+    t = _terms(C)
+    total = float(C.sum())
+    t = pd.concat([pd.Series({"Var(gap)": total}), t])
+    return pd.DataFrame({"value": t, "share": t / total})
+
+
+def _shares(var: pd.DataFrame) -> dict:
+    """Headline shares of Var(gap): people, firms (industry mix + within), place, sorting (all covariances
+    involving people), other (everything else)."""
+    v = var["value"]
+    tot = v["Var(gap)"]
+    firms = v["Var(industry_mix)"] + v["Var(firm_within)"] + v["2Cov(industry_mix,firm_within)"]
+    sorting = sum(v[k] for k in v.index if k.startswith("2Cov(people,"))
+    out = {"people": v["Var(people)"] / tot, "firms": firms / tot, "place": v["Var(place)"] / tot,
+           "sorting": sorting / tot}
+    out["other"] = 1.0 - sum(out.values())
+    return out
+
+
+@dataclass(frozen=True)
+class GapDecomposition:
+    """The people / firms / place decomposition of place gaps (see :func:`decompose_gaps`).
+
+    ``frame``: one row per place with ``gap, people, industry_mix, firm_within, place, residual`` (adding up to
+    ``gap`` exactly) and ``n_obs, n_people, n_firms``. ``variance``: the plug-in decomposition of the variance of
+    gaps across places (:func:`variance_across_places`); ``variance_corrected``: the split-sample bias-corrected
+    one (or ``None``). ``effects``: the fitted :class:`PlaceEffects`.
+    """
+
+    level: str
+    frame: pd.DataFrame
+    variance: pd.DataFrame
+    variance_corrected: pd.DataFrame | None
+    effects: PlaceEffects = field(repr=False)
+    correction: str = "split-sample cross-covariance over random halves of workers"
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    def shares(self, corrected: bool = True) -> dict:
+        """Shares of Var(gap) across places: people, firms, place, sorting, other."""
+        v = self.variance_corrected if (corrected and self.variance_corrected is not None) else self.variance
+        return _shares(v)
+
+    def summary(self) -> str:
+        lines = [f"Decomposition of mean log pay gaps across {len(self.frame)} places ({self.level}); "
+                 f"model {self.effects.model}",
+                 f"  Var(gap) plug-in {self.variance.loc['Var(gap)', 'value']:.5f}"]
+        cols = {"plug-in": self.variance["share"]}
+        if self.variance_corrected is not None:
+            lines[-1] += f"; corrected {self.variance_corrected.loc['Var(gap)', 'value']:.5f} ({self.correction})"
+            cols["corrected"] = self.variance_corrected["share"]
+        tab = pd.DataFrame(cols)
+        lines.append(tab.to_string(float_format=lambda x: f"{x:7.3f}"))
+        return "\n".join(lines)
+
+
+def _gap_frame(pe: PlaceEffects, level: str, geo: pd.DataFrame | None) -> pd.DataFrame:
+    c = pe.columns
+    rows = pe.rows
+    if c["industry"] not in rows:
+        raise KeyError(f"decompose_gaps needs the industry column {c['industry']!r} in the worker panel")
+    if level != pe.level:
+        if level in rows:
+            pass
+        elif geo is not None:
+            rows = rows.assign(**{level: rows[pe.level].map(geo.set_index(pe.level)[level]).to_numpy()})
+            if rows[level].isna().any():
+                bad = rows.loc[rows[level].isna(), pe.level].unique()[:5].tolist()
+                raise ValueError(f"decompose_gaps: no {level} for {pe.level} {bad}")
+        else:
+            raise KeyError(f"decompose_gaps: rows have no {level!r} column")
+    return gap_components(rows, level, y="y", people=["alpha", "tau", "xb"], firm_premium="psi", place="phi",
+                          industry=c["industry"], worker=c["worker"], firm=c["firm"])
+
+
+def decompose_gaps(linked, level: str = "lad", *, effects: PlaceEffects | None = None,
+                   model: str = "worker+firm+place", fit_level: str = "lad", correct: bool = True, seed: int = 0,
+                   splits: int = 1, **kwargs) -> GapDecomposition:
+    """Decompose each place's mean log pay gap against England into people, firms and place.
+
+    Fits :func:`place_effects` (model (b), worker + firm + place, by default; pass ``effects=`` to reuse a fit)
+    on districts (``fit_level``), then aggregates person-year components to ``level`` (``"lad"``, ``"itl3"`` or
+    ``"region"``) with :func:`gap_components`:
+
+    - ``people``: mean worker effect plus observed characteristics: the year effects and ``x'b`` of the
+      controls (as in the truth of :mod:`prosperity.synthetic`, whose ``xb`` holds the age profile and year effects),
+    - ``industry_mix``: national industry premiums (mean firm effect by SIC section) weighted by the place's
+      industry shares minus England's,
+    - ``firm_within``: the rest of the place's mean firm premium (better or worse firms within industries),
+    - ``place``: the person-year-weighted mean place effect,
+    - ``residual``: the rest, the place's mean residual (zero in every district when place effects are fitted by
+      least squares, so non-zero only when aggregating a model without place effects or a sub-sample).
+
+    The gap is measured on the identified estimation sample. The variance of gaps across places is split into
+    component variances and covariances (sorting), plug-in and, with ``correct=True``, bias-corrected by
+    split-sample cross-covariances: the model is re-fitted on two random halves of the workers (``seed``), so that
+    estimation noise, independent across halves, drops out (see :func:`variance_across_places`). The correction is
+    unbiased but noisy in short panels; ``splits > 1`` averages it over that many independent random splits
+    (two more fits each).
+
+    Card, Rothstein and Yi (2021, CES WP 21-32); Combes, Duranton and Gobillon (2008, *J. Urban Econ.*).
+    """
+    if level not in _LEVELS:
+        raise ValueError(f"level must be one of {_LEVELS}, got {level!r}")
+    df = _panel(linked)
+    if effects is None:
+        effects = place_effects(df, model=model, level=fit_level, **kwargs)
+    geo = None
+    if level != effects.level and level not in effects.rows:
+        cols = [c for c in (effects.level, level) if c in df.columns]
+        if len(cols) == 2:
+            geo = df[cols].drop_duplicates(effects.level)
+        else:
+            from . import geography
+            geo = geography.districts()[["lad", "itl3", "region"]]
+    frame = _gap_frame(effects, level, geo)
+    var = variance_across_places(frame, level=level)
+    var_c = None
+    if correct:
+        c = effects.columns
+        if splits < 1:
+            raise ValueError(f"splits must be at least 1, got {splits}")
+        rng = np.random.default_rng(seed)
+        ids = df[c["worker"]].unique()
+        # the halves are fitted exactly as the full sample was (same columns, controls and tolerance)
+        kw = dict(level=effects.level, y=c["y"], worker=c["worker"], firm=c["firm"], industry=c["industry"],
+                  time=c["time"], controls=c.get("controls", ()), tol=c.get("tol", 1e-10))
+        values = []
+        for _ in range(splits):
+            half = pd.Series(rng.integers(0, 2, len(ids)).astype(bool), index=ids)
+            h = half.reindex(df[c["worker"]].to_numpy()).to_numpy()
+            halves = [_gap_frame(place_effects(df.loc[part], model=effects.model, **kw), level, geo)
+                      for part in (h, ~h)]
+            values.append(variance_across_places(halves[0], halves[1], level=level)["value"])
+        v = pd.concat(values, axis=1).mean(axis=1)
+        var_c = pd.DataFrame({"value": v, "share": v / v["Var(gap)"]})
+    return GapDecomposition(level=level, frame=frame, variance=var, variance_corrected=var_c, effects=effects)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# movers across places
+
+
+@dataclass(frozen=True)
+class MoversResult:
+    """Pay changes of workers who move between places (see :func:`movers`).
+
+    ``slope`` (with ``se``, heteroskedasticity-robust HC1) is the share of the difference in places' mean pay that a
+    mover gains: the place-and-firm part of the gap; ``1 - slope`` is the part that stays with the person.
+    ``bins``: binned scatter (``x`` mean difference in destination-origin mean pay, ``dy`` mean pay change,
+    ``n``). ``moves``: one row per move.
+    """
+
+    slope: float
+    se: float
+    intercept: float
+    n_moves: int
+    bins: pd.DataFrame
+    moves: pd.DataFrame = field(repr=False)
+    level: str = "lad"
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.bins.copy()
+
+    def summary(self) -> str:
+        return (f"Movers between places ({self.level}): {self.n_moves:,} moves; slope of the pay change on the "
+                f"difference in mean pay {self.slope:.3f} (se {self.se:.3f}): a mover gains "
+                f"{self.slope:.0%} of the gap; {1 - self.slope:.0%} stays with the person")
+
+    def plot(self, ax=None):
+        """Binned scatter of pay changes against the difference in places' mean pay, with the fitted line and the
+        45-degree line (everything moves with the place) and the flat line (everything is people)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4.5))
+        b = self.bins
+        ax.scatter(b["x"], b["dy"], s=25, color="#0072B2", zorder=3, label="movers (binned means)")
+        xs = np.array([b["x"].min(), b["x"].max()])
+        ax.plot(xs, self.intercept + self.slope * xs, color="#D55E00",
+                label=f"fitted slope {self.slope:.2f}")
+        ax.plot(xs, xs + self.intercept, color="0.5", linestyle="--", linewidth=0.8, label="slope 1 (all place)")
+        ax.axhline(self.intercept, color="0.5", linestyle=":", linewidth=0.8, label="slope 0 (all people)")
+        ax.set_xlabel("destination minus origin mean log pay")
+        ax.set_ylabel("change in log pay (net of stayers' growth)")
+        ax.legend(fontsize="small")
+        return ax
+
+
+def movers(linked, level: str = "lad", *, y: str = "lhw", worker: str = "piden", time: str = "year",
+           bins: int = 20) -> MoversResult:
+    """Pay changes of workers who change place between consecutive years against the gap between the places.
+
+    For each move of worker ``i`` from place ``o`` (year ``t-1``) to place ``d`` (year ``t``), regress
+    ``Delta y_i - g_t`` on ``ybar_d - ybar_o`` with a constant (OLS, HC1 standard errors). ``g_t`` is the mean pay
+    growth of stayers (same place in both years) in year ``t``, removing common growth and ageing. ``ybar_p`` is the
+    place's mean pay over all person-years *leaving out the worker's own*, so the mover's own pay does not enter both
+    sides. Under the additive model the slope is the share of the difference in mean pay due to place and
+    firm premiums (what a mover gains), and one minus it the share due to people (Finkelstein, Gentzkow and
+    Williams 2016, *QJE*; Card, Rothstein and Yi 2021, CES WP 21-32).
+    """
+    df = _panel(linked)
+    _need(df, [y, worker, time, level])
+    d = df[[worker, time, level, y]].copy()
+    if d.duplicated([worker, time]).any():
+        bad = d.loc[d.duplicated([worker, time]), worker].unique()[:5].tolist()
+        raise ValueError(f"workers has several rows per ({worker}, {time}) for {worker} {bad}")
+    # leave-worker-out place means
+    sp_ = d.groupby(level, observed=True)[y].agg(["sum", "size"])
+    si = d.groupby([level, worker], observed=True)[y].agg(["sum", "size"])
+    lo = si.join(sp_, on=level, rsuffix="_p")
+    lo["loo"] = (lo["sum_p"] - lo["sum"]) / (lo["size_p"] - lo["size"])
+    d = d.sort_values([worker, time])
+    prev = d.groupby(worker, sort=False).shift(1)
+    cons = (d[time] - prev[time]) == 1
+    pairs = pd.DataFrame({worker: d[worker], time: d[time], "orig": prev[level], "dest": d[level],
+                          "dy": d[y] - prev[y]})[cons.to_numpy()]
+    stay = pairs["orig"] == pairs["dest"]
+    g = pairs.loc[stay].groupby(time)["dy"].mean()
+    mv = pairs.loc[~stay].copy()
+    if len(mv) < 10:
+        raise ValueError(f"movers: only {len(mv)} moves between places in consecutive years")
+    mv["dy"] = mv["dy"] - mv[time].map(g).fillna(0.0).to_numpy()
+    loo = lo["loo"]
+    mv["ybar_o"] = loo.reindex(pd.MultiIndex.from_arrays([mv["orig"], mv[worker]])).to_numpy()
+    mv["ybar_d"] = loo.reindex(pd.MultiIndex.from_arrays([mv["dest"], mv[worker]])).to_numpy()
+    mv = mv[np.isfinite(mv["ybar_o"]) & np.isfinite(mv["ybar_d"])]
+    mv["dx"] = mv["ybar_d"] - mv["ybar_o"]
+    x = mv["dx"].to_numpy()
+    yv = mv["dy"].to_numpy()
+    X = np.column_stack([np.ones_like(x), x])
+    XtX_inv = np.linalg.inv(X.T @ X)
+    b = XtX_inv @ X.T @ yv
+    e = yv - X @ b
+    n = len(yv)
+    V = XtX_inv @ (X.T * e**2) @ X @ XtX_inv * n / (n - 2)
+    q = pd.qcut(x, q=min(bins, max(2, n // 20)), labels=False, duplicates="drop")
+    bn = pd.DataFrame({"q": q, "x": x, "dy": yv}).groupby("q").agg(x=("x", "mean"), dy=("dy", "mean"),
+                                                                  n=("dy", "size")).reset_index(drop=True)
+    return MoversResult(slope=float(b[1]), se=float(np.sqrt(V[1, 1])), intercept=float(b[0]), n_moves=int(n),
+                        bins=bn, moves=mv.reset_index(drop=True), level=level)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what place effects are made of
+
+
+@dataclass(frozen=True)
+class CharacteristicsRegression:
+    """Place effects regressed on place characteristics (see :func:`explain_place_effects`).
+
+    ``coef``: one row per regressor with ``estimate, se, ci_low, ci_high`` (95%). ``tau2``: estimated variance of
+    the place effects not explained by the characteristics (net of estimation noise). ``shrunk``: empirical-Bayes
+    posterior means of the place effects, shrunk toward the regression line. ``method``: ``"fgls"`` or ``"ols"``.
+    """
+
+    method: str
+    coef: pd.DataFrame
+    tau2: float
+    n_places: int
+    r2: float
+    shrunk: pd.DataFrame = field(repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.coef.copy()
+
+    def summary(self) -> str:
+        head = (f"Place effects on characteristics ({self.method}, {self.n_places} places); "
+                f"between-place variance net of noise tau^2 = {self.tau2:.5f}; R^2 {self.r2:.3f}")
+        return head + "\n" + self.coef.to_string(float_format=lambda x: f"{x:9.4f}")
+
+
+def explain_place_effects(effects: pd.DataFrame, characteristics: pd.DataFrame, covariates: Sequence[str], *,
+                          level: str = "lad", effect: str = "effect", se: str | None = "se",
+                          method: str = "fgls", replicates: pd.DataFrame | None = None) -> CharacteristicsRegression:
+    """Regress estimated place effects on place characteristics, accounting for their estimation noise.
+
+    Model: ``phi_hat_l = z_l' gamma + u_l + v_l`` with the structural part ``u_l ~ (0, tau^2)`` and the
+    estimation noise ``v_l ~ (0, s_l^2)`` (``s_l`` = the ``se`` column, e.g. jackknife standard errors from
+    :func:`place_effects`). Noise in the dependent variable does not bias least squares, but it makes the errors
+    heteroskedastic, so plain OLS is inefficient and its conventional standard errors are wrong; and shrinking the
+    effects toward their grand mean before regressing *does* bias the slopes toward zero.
+
+    ``method="fgls"`` (default): feasible GLS with weights ``1 / (tau^2 + s_l^2)`` (precision weighting, as in
+    random-effects meta-regression; Raudenbush and Bryk 1985), ``tau^2`` by the method of moments
+    (``mean(e_l^2 - s_l^2)`` from OLS residuals, iterated to a fixed point), HC1 sandwich standard errors;
+    empirical-Bayes posterior means ``z'gamma + tau^2/(tau^2+s^2) (phi_hat - z'gamma)`` are returned in ``shrunk``
+    (Morris 1983, *JASA* 78(381):47-55).
+    ``method="ols"``: unweighted OLS with conventional (homoskedastic) standard errors, the naive benchmark.
+
+    ``replicates`` (``PlaceEffects.replicates``, from ``place_effects(..., se=True)``): the estimation errors of
+    place effects are correlated *across* places (districts share the multi-site enterprises and movers that
+    identify them), which the sandwich, treating places as independent, misses. With replicates, the variance of
+    the coefficients is the delete-a-group jackknife variance of the coefficients re-estimated on each fold's
+    effects (same weights; the estimation-noise part, correlations included) plus ``tau^2 A X'W^2X A`` (the
+    structural part, ``A = (X'WX)^-1``).
+
+    ``characteristics`` has one row per place (average district-year panels over years first).
+    """
+    if method not in ("fgls", "ols"):
+        raise ValueError(f"method must be 'fgls' or 'ols', got {method!r}")
+    covariates = list(covariates)
+    _need(effects, [level, effect] + ([se] if (se and method == "fgls") else []), table="effects")
+    _need(characteristics, [level] + covariates, table="characteristics")
+    if characteristics[level].duplicated().any():
+        bad = characteristics.loc[characteristics[level].duplicated(), level].unique()[:5].tolist()
+        raise ValueError(f"characteristics must have one row per {level}; duplicated: {bad}")
+    m = effects.merge(characteristics[[level] + covariates], on=level, how="left", validate="1:1")
+    miss = m[covariates].isna().any(axis=1)
+    if miss.any():
+        raise ValueError(f"characteristics: no values for {level} {m.loc[miss, level].head(5).tolist()}")
+    if method == "fgls" and se:
+        bad = ~np.isfinite(m[se].to_numpy(dtype=float))
+        if bad.any():
+            raise ValueError(f"effects.{se} is missing for {level} {m.loc[bad, level].head(5).tolist()}; "
+                             "drop those places explicitly or use method='ols'")
+    yv = m[effect].to_numpy(dtype=float)
+    X = np.column_stack([np.ones(len(m)), m[covariates].to_numpy(dtype=float)])
+    names = ["const"] + covariates
+    n, k = X.shape
+    if n <= k + 1:
+        raise ValueError(f"explain_place_effects: {n} places for {k} coefficients")
+    s2 = m[se].to_numpy(dtype=float) ** 2 if (se and method == "fgls") else np.zeros(n)
+
+    def wls(w):
+        Xw = X * w[:, None]
+        A = np.linalg.inv(X.T @ Xw)
+        b = A @ (Xw.T @ yv)
+        return b, A
+
+    if method == "ols":
+        b, A = wls(np.ones(n))
+        e = yv - X @ b
+        sig2 = float(e @ e) / (n - k)
+        V = A * sig2
+        tau2 = max(sig2 - float(np.mean(s2)), 0.0)
+    else:
+        b, _ = wls(np.ones(n))
+        e = yv - X @ b
+        tau2 = max(float(np.mean(e**2 - s2)) * n / (n - k), 0.0)
+        for _ in range(100):
+            w = 1.0 / (tau2 + s2 + 1e-12)
+            b, A = wls(w)
+            e = yv - X @ b
+            # weighted moment: sum w (e^2 - s^2 - tau2) = 0 at the fixed point
+            new = max(float(np.sum(w**2 * (e**2 * n / (n - k) - s2)) / np.sum(w**2)), 0.0)
+            if abs(new - tau2) <= 1e-10 * max(tau2, 1e-12):
+                tau2 = new
+                break
+            tau2 = new
+        w = 1.0 / (tau2 + s2 + 1e-12)
+        b, A = wls(w)
+        e = yv - X @ b
+        if replicates is None:
+            meat = (X * (w * e)[:, None]).T @ (X * (w * e)[:, None])
+            V = A @ meat @ A * n / (n - k)
+        else:
+            R = m[[level]].merge(replicates, on=level, how="left").drop(columns=level).to_numpy(dtype=float)
+            if not np.isfinite(R).all():
+                bad = m.loc[~np.isfinite(R).all(axis=1), level].head(5).tolist()
+                raise ValueError(f"replicates: missing fold estimates for {level} {bad}")
+            K = R.shape[1]
+            Bk = A @ (X * w[:, None]).T @ R  # (k, K): coefficients on each fold's effects
+            dev = Bk - Bk.mean(axis=1, keepdims=True)
+            V_noise = (K - 1) / K * dev @ dev.T
+            V_struct = tau2 * A @ (X * (w**2)[:, None]).T @ X @ A
+            V = V_noise + V_struct
+    sd = np.sqrt(np.diag(V))
+    coef = pd.DataFrame({"estimate": b, "se": sd, "ci_low": b - 1.959964 * sd, "ci_high": b + 1.959964 * sd},
+                        index=pd.Index(names, name="term"))
+    fit = X @ b
+    lam = tau2 / (tau2 + s2) if tau2 > 0 else np.zeros(n)
+    shrunk = pd.DataFrame({level: m[level].to_numpy(), "estimate": yv, "fitted": fit,
+                           "shrinkage": 1.0 - lam, "eb": fit + lam * (yv - fit)})
+    r2 = 1.0 - float(np.var(yv - fit)) / float(np.var(yv)) if np.var(yv) > 0 else float("nan")
+    return CharacteristicsRegression(method=method, coef=coef, tau2=float(tau2), n_places=int(n), r2=r2,
+                                     shrunk=shrunk)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# over time
+
+
+@dataclass(frozen=True)
+class RollingResult:
+    """The gap decomposition re-estimated on windows of years (see :func:`rolling`).
+
+    ``frame``: one row per window with ``window, start, end, n_obs, var_gap`` and the shares ``people, firms,
+    place, sorting, other`` (bias-corrected when ``corrected``), plus ``*_plugin`` versions.
+    ``decompositions``: the :class:`GapDecomposition` of each window.
+    """
+
+    frame: pd.DataFrame
+    decompositions: tuple = field(repr=False)
+    level: str = "lad"
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    def summary(self) -> str:
+        cols = ["window", "n_obs", "var_gap", "people", "firms", "place", "sorting", "other"]
+        return (f"Shares of the variance of place gaps ({self.level}) by window\n"
+                + self.frame[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+
+    def plot(self, ax=None, corrected: bool = True):
+        """Shares of the variance of place gaps by window (lines, fixed component colours)."""
+        import matplotlib.pyplot as plt
+
+        from .plots import COMPONENT_COLOURS
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6.5, 4))
+        x = np.arange(len(self.frame))
+        for comp in ("people", "firms", "place", "sorting"):
+            col = comp if corrected else f"{comp}_plugin"
+            ax.plot(x, self.frame[col], marker="o", color=COMPONENT_COLOURS[comp], label=comp)
+        ax.set_xticks(x, self.frame["window"])
+        ax.axhline(0, color="0.3", linewidth=0.8)
+        ax.set_ylabel("share of Var(place gap)")
+        ax.legend(fontsize="small")
+        return ax
+
+
+def rolling(linked, windows: Sequence[tuple[int, int]] = ((2005, 2009), (2010, 2014), (2015, 2019)), *,
+            level: str = "lad", time: str = "year", model: str = "worker+firm+place", correct: bool = True,
+            seed: int = 0, quiet: bool = True, **kwargs) -> RollingResult:
+    """Re-estimate place effects and the gap decomposition on each window of years (inclusive bounds).
+
+    Each window is a separate sample: the identified set, the worker, firm and place effects, and the
+    split-sample correction are all re-done, as Card, Heining and Kline (2013, *QJE*) do for AKM over four
+    intervals. Shares of the variance of place gaps (people, firms, place, sorting) are compared across windows.
+    Other keyword arguments go to :func:`decompose_gaps` and :func:`place_effects` (e.g. ``controls``,
+    ``splits``).
+    """
+    from tqdm.auto import tqdm
+
+    df = _panel(linked)
+    _need(df, [time])
+    recs, decs = [], []
+    for lo, hi in tqdm(list(windows), disable=quiet, desc="windows"):
+        sub = df[(df[time] >= lo) & (df[time] <= hi)]
+        if len(sub) == 0:
+            raise ValueError(f"rolling: no rows in window {lo}-{hi}")
+        dec = decompose_gaps(sub, level=level, model=model, correct=correct, seed=seed, time=time, **kwargs)
+        decs.append(dec)
+        rec = {"window": f"{lo}-{hi}", "start": lo, "end": hi, "n_obs": dec.effects.identification["n_obs"]}
+        v = dec.variance_corrected if dec.variance_corrected is not None else dec.variance
+        rec["var_gap"] = float(v.loc["Var(gap)", "value"])
+        rec.update(dec.shares(corrected=True))
+        rec["var_gap_plugin"] = float(dec.variance.loc["Var(gap)", "value"])
+        rec.update({f"{k}_plugin": val for k, val in dec.shares(corrected=False).items()})
+        recs.append(rec)
+    return RollingResult(frame=pd.DataFrame(recs), decompositions=tuple(decs), level=level)
+
+
+def characteristics(places: pd.DataFrame, covariates: Sequence[str] = ("density", "transport_access",
+                                                                       "housing_cost", "amenities"), *,
+                    level: str = "lad", time: str = "year", log: Sequence[str] = ("density", "housing_cost"),
+                    standardise: bool = True) -> pd.DataFrame:
+    """One row per place of time-averaged characteristics from a place-year panel (``LinkedData.places``).
+
+    Each covariate is averaged over years, the ones in ``log`` are logged first (density and housing cost are
+    skewed), and with ``standardise=True`` each is standardised to mean 0 and standard deviation 1 across places
+    (unweighted), so coefficients read as log points of pay per standard deviation.
+    """
+    covariates = list(covariates)
+    if isinstance(places, pd.DataFrame):
+        panel = places
+    else:
+        panel = getattr(places, "places", None)
+        if not isinstance(panel, pd.DataFrame):
+            raise TypeError("characteristics: expected a place-year DataFrame or a LinkedData")
+    _need(panel, [level] + covariates, table="places")
+    d = panel[[level] + ([time] if time in panel else []) + covariates].copy()
+    for c in log:
+        if c in covariates:
+            bad = d[c] <= 0
+            if bad.any():
+                raise ValueError(f"places.{c} must be positive to take logs; not for {level} "
+                                 f"{d.loc[bad, level].unique()[:5].tolist()}")
+            d[c] = np.log(d[c].astype(float))
+    out = d.groupby(level, sort=True, observed=True)[covariates].mean()
+    if standardise:
+        sd = out.std(ddof=0).replace(0, np.nan)
+        out = (out - out.mean()) / sd
+    return out.reset_index()
