@@ -1309,8 +1309,9 @@ def england(size: str = "workshop", seed: int = 0, years=(2005, 2019), sample=No
         describe every firm, and the truth describes the sampled person-years.
     **overrides : any field of :class:`DGP` (``n_workers``, ``move_rate``, ``sigma_u``, mess rates...).
 
-    Tables (``.tables``)
-    --------------------
+    Notes
+    -----
+    **Tables** (``.tables``).
     ``jobs`` (ASHE/PAYE-like, one row per job per year): ``piden`` int64, ``year``, ``entref`` Int64 (the
     reference in force that year: an OLD reference before a reorganisation), ``luref`` Int64, ``gpay``
     (gross weekly pay, GBP, nominal), ``hours`` (paid weekly hours), ``age``, ``sex`` (1 male, 2 female),
@@ -1325,8 +1326,7 @@ def england(size: str = "workshop", seed: int = 0, years=(2005, 2019), sample=No
     possible). ``place_characteristics``: ``lad, year, density`` (real residents per km2), ``transport_access``,
     ``housing_cost`` (GBP, synthetic), ``amenities``. ``cpi``: ``year, cpih`` (2015 = 100).
 
-    Main job and mess
-    -----------------
+    **Main job and mess.**
     The main job of a person-year is the job with the highest ``gpay`` (ties: smallest ``luref``; see
     :func:`main_job`); secondary jobs always pay at most 80% of the main job. ``truth.mess`` counts, in the
     final ``jobs`` table: ``secondary_job`` (extra job rows beyond the main one), and, each on a disjoint set
