@@ -482,7 +482,7 @@ class _Linker:
                 # Arrow scans are much faster than DuckDB's pandas scans of object and nullable columns
                 try:
                     arrow = pa.Table.from_pandas(obj, preserve_index=False)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                except pa.ArrowException:  # invalid, mistyped or unsupported columns: let DuckDB scan pandas
                     arrow = obj
                 self.con.register(raw, arrow)
             elif isinstance(obj, (str, os.PathLike)):
