@@ -478,24 +478,20 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
         corr, mc = _bias(mt, w, Bp, Ba, Bc, trace_draws, seed, tol)
     else:
         sigma2 = None
+        # leave-obs-out: each observation's own leverage; leave-match-out: the leverage of the collapsed,
+        # length-weighted match row
+        P = P_row if lo == "obs" else mt.c * P_row
+        bad = P >= 1 - 1e-10
+        if leverage == "jla":
+            clip = P > 0.99
+            details["clipped_leverages"] = int(clip.sum())
+            P = np.minimum(P, 0.99)
+            bad = np.zeros_like(bad)
+        denom = 1 - np.where(bad, 0.5, P)
         if lo == "obs":
-            P = P_row
-            bad = P >= 1 - 1e-10
-            if leverage == "jla":
-                clip = P > 0.99
-                details["clipped_leverages"] = int(clip.sum())
-                P = np.minimum(P, 0.99)
-                bad = np.zeros_like(bad)
-            K = mt.ye / (1 - np.where(bad, 0.5, P))  # sum over the match of y_l e_l / (1 - P_l)
+            K = mt.ye / denom  # sum over the match of y_l e_l / (1 - P_l)
         else:
-            P = mt.c * P_row  # leverage of the collapsed, length-weighted match row
-            bad = P >= 1 - 1e-10
-            if leverage == "jla":
-                clip = P > 0.99
-                details["clipped_leverages"] = int(clip.sum())
-                P = np.minimum(P, 0.99)
-                bad = np.zeros_like(bad)
-            K = mt.c ** 2 * mt.ybar * mt.ebar / (1 - np.where(bad, 0.5, P))
+            K = mt.c ** 2 * mt.ybar * mt.ebar / denom
         if bad.any():
             raise ValueError(f"{int(bad.sum())} match(es) have leverage 1 under leave-{lo}-out: fit with "
                              f"connected='leave_one_out', leave_out='{lo}'")
