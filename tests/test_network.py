@@ -101,3 +101,13 @@ def test_bad_input_names_column_and_ids():
         network.connected_set(panel(BASE), "w", "firm")
     with pytest.raises(ValueError, match="leave_out"):
         network.connected_set(panel(BASE), "w", "f", leave_out="year")
+
+
+def test_movers_per_firm_counts_distinct_movers_with_zeros():
+    import pandas as pd
+
+    from prosperity import network
+
+    df = pd.DataFrame({"w": [1, 1, 2, 2, 2, 3, 4], "f": ["a", "b", "a", "a", "c", "c", "d"]})
+    mpf = network.movers_per_firm(df, "w", "f")
+    assert mpf.to_dict() == {"a": 2, "b": 1, "c": 1, "d": 0}

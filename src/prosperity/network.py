@@ -131,6 +131,16 @@ def movers(data: pd.DataFrame, worker: str, firm: str) -> pd.DataFrame:
     return out.reset_index()
 
 
+def movers_per_firm(data: pd.DataFrame, worker: str, firm: str) -> pd.Series:
+    """Distinct movers (workers seen at two or more firms) who ever worked at each firm, indexed by firm id
+    (firms without movers count 0). With few movers per firm, firm effects are noisy: limited-mobility bias
+    (Andrews et al. 2008, JRSS-A; Bonhomme et al. 2023, JOLE)."""
+    m = movers(data, worker, firm)
+    is_mover = data[worker].isin(m.loc[m["mover"], worker])
+    counts = data.loc[is_mover].groupby(firm, observed=True)[worker].nunique()
+    return counts.reindex(pd.unique(data[firm]), fill_value=0).rename("movers")
+
+
 def components(data: pd.DataFrame, worker: str, firm: str) -> pd.DataFrame:
     """Connected components of the worker-firm graph, one row per firm.
 
