@@ -107,36 +107,44 @@ def block_pcg(matvec, B: np.ndarray, precond: np.ndarray, tol: float = 1e-10, ma
     Solves ``A X = B`` column by column (each column has its own step sizes) for a symmetric positive
     semi-definite ``A`` given by ``matvec`` (which maps an ``(m, r)`` array to ``(m, r)``). ``B`` must lie in the
     range of ``A`` (true for the fixed-effect normal equations). Iterates until every column has relative residual
-    ``||b - A x|| / ||b|| <= tol``.
+    ``||b - A x|| / ||b|| <= tol``. A single-precision ``B`` (with a ``matvec`` that keeps single precision) is
+    solved in single precision, with the inner products accumulated in double: about four times faster for the
+    random-projection solves of :mod:`prosperity.variance`, whose tolerance (1e-4) is far above float32 rounding.
 
     Returns ``X``, the number of iterations, and the final relative residual of each column.
     """
-    B = np.asarray(B, dtype=float)
+    dt = np.float32 if np.asarray(B).dtype == np.float32 else np.float64
+    B = np.asarray(B, dtype=dt)
     squeeze = B.ndim == 1
     if squeeze:
         B = B[:, None]
     m, r = B.shape
-    X = np.zeros((m, r)) if x0 is None else np.array(x0, dtype=float).reshape(m, r)
+    X = np.zeros((m, r), dtype=dt) if x0 is None else np.array(x0, dtype=dt).reshape(m, r)
     R = B - matvec(X) if x0 is not None else B.copy()
-    bnorm = np.linalg.norm(B, axis=0)
+    pre = np.asarray(precond, dtype=dt)[:, None]
+
+    def colnorm(A):  # column norms accumulated in double precision
+        return np.sqrt(np.einsum("ij,ij->j", A, A, dtype=np.float64))
+
+    bnorm = colnorm(B)
     bnorm[bnorm == 0] = 1.0
-    rel = np.linalg.norm(R, axis=0) / bnorm
+    rel = colnorm(R) / bnorm
     live = rel > tol  # converged columns are frozen (zero step) rather than sliced out: no copies
-    P = precond[:, None] * R
-    rz = np.einsum("ij,ij->j", R, P)
+    P = pre * R
+    rz = np.einsum("ij,ij->j", R, P, dtype=np.float64)
     it = 0
     while live.any() and it < maxiter:
         it += 1
         AP = matvec(P)
-        pap = np.einsum("ij,ij->j", P, AP)
-        a = np.where(live & (pap != 0), rz / np.where(pap == 0, 1.0, pap), 0.0)
+        pap = np.einsum("ij,ij->j", P, AP, dtype=np.float64)
+        a = np.where(live & (pap != 0), rz / np.where(pap == 0, 1.0, pap), 0.0).astype(dt)
         X += a * P
         R -= a * AP
-        rel = np.linalg.norm(R, axis=0) / bnorm
+        rel = colnorm(R) / bnorm
         live &= rel > tol
-        Z = precond[:, None] * R
-        rz_new = np.einsum("ij,ij->j", R, Z)
-        beta = np.where(live & (rz != 0), rz_new / np.where(rz == 0, 1.0, rz), 0.0)
+        Z = pre * R
+        rz_new = np.einsum("ij,ij->j", R, Z, dtype=np.float64)
+        beta = np.where(live & (rz != 0), rz_new / np.where(rz == 0, 1.0, rz), 0.0).astype(dt)
         Z += beta * P
         P = Z
         rz = rz_new

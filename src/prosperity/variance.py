@@ -27,8 +27,9 @@ match in chunks (memory: firms^2, never observations^2). ``leverage="jla"`` uses
 computational appendix of KSS: the leverages ``P_ll`` by the Johnson-Lindenstrauss approximation with ``draws``
 (default 200) Rademacher vectors, one block preconditioned-CG solve per draw; then the bias term
 ``sum_l B_ll sigma_l^2`` as a trace, ``tr(A S^-1 Z' diag(sigma^2) Z S^-1)``, by Hutchinson's estimator with
-``trace_draws`` (default 50) Rademacher vectors, two weighted AKM solves per draw for all three components (as
-pytwoway does, with more draws). The Monte Carlo standard error of each corrected component is reported in
+``trace_draws`` Rademacher vectors (by default as many as needed, in batches of 10, for a Monte Carlo s.e. of at
+most 1e-4 var(y) on each component), two weighted AKM solves per draw for all three components (as pytwoway
+does, which uses 5 draws). The Monte Carlo standard error of each corrected component is reported in
 ``mc_se`` (the noise of the leverages themselves, which enters ``sigma_l^2``, is not included in it; it is small
 with 200 draws). ``leverages(..., leverage="jla")`` gives per-match JLA estimates of every ``B_ll`` as well.
 Controls and time effects are partialled out first at their estimated values (as in KSS and LeaveOutTwoWay).
@@ -48,6 +49,7 @@ import scipy.sparse as sp
 __all__ = ["decompose", "VarianceDecomposition", "table", "leverages"]
 
 METHODS = ("plugin", "homoskedastic", "kss")
+_JLA_TOL = 1e-4  # CG tolerance of the random-projection leverage solves (their Monte Carlo error is ~10%)
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, qui
     from prosperity.akm import block_pcg
 
     rng = np.random.default_rng(seed)
-    jla_tol = max(tol, 1e-6)  # CG accuracy far below the Monte Carlo error of the projections
+    jla_tol = max(tol, _JLA_TOL)  # CG accuracy far below the Monte Carlo error of the projections
     nm = len(mt.c)
     mov = np.flatnonzero(mt.mover_match)
     sq = np.sqrt(mt.c)
@@ -264,8 +266,7 @@ def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, qui
         rng_batches = tqdm(rng_batches, desc="JLA draws")
     for b0 in rng_batches:
         b = min(batch, draws - b0)
-        R = (rng.integers(0, 2, size=(nm, b), dtype=np.int8) * 2 - 1).astype(np.float64)
-        SR = R * sq[:, None]
+        SR = _rademacher(rng, nm, b) * sq[:, None]
         # P: Y'r = F'W M_D (r / sqrt(c))
         FtSR = mt.FtM @ SR
         DtSR = mt.DtM @ SR
@@ -310,74 +311,98 @@ def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, qui
     return P2, Bp, Ba, Bc, info
 
 
+def _rademacher(rng: np.random.Generator, n: int, b: int, dtype=np.float64) -> np.ndarray:
+    """An (n, b) matrix of independent +-1 draws (from random bits: one byte gives eight draws)."""
+    bits = np.unpackbits(rng.integers(0, 256, size=(n * b + 7) // 8, dtype=np.uint8))[: n * b]
+    return (1 - 2 * bits.view(np.int8)).astype(dtype).reshape(n, b)
+
+
 def _jla_P(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, quiet: bool):
     """JLA estimate of P2_m = x_m' L^+ x_m for every mover match (one solve per Rademacher draw).
 
     P2_m = ||Y L^+ x_m||^2 with Y = diag(sqrt(c)) X (rows of mover matches), so with r Rademacher over mover
-    matches, (r'Y L^+ x_m)^2 = (x_m' v)^2 with L v = Y'r is unbiased (KSS computational appendix)."""
+    matches, (r'Y L^+ x_m)^2 = (x_m' v)^2 with L v = Y'r is unbiased (KSS computational appendix). Everything is
+    in single precision and the solves stop at relative residual ``_JLA_TOL`` = 1e-4: the Monte Carlo error of each
+    leverage, about sqrt(2 / draws) = 10% with 200 draws, dwarfs both (measured on the 5M-row benchmark panel: the
+    leverages move by at most 0.01% relative to double-precision solves to 1e-6)."""
     from prosperity.akm import block_pcg
 
     rng = np.random.default_rng(seed)
     mov = np.flatnonzero(mt.mover_match)
     Xm = mt.x_rows(mov)
-    XmT = Xm.T.tocsr()
+    YT32 = (Xm.T @ sp.diags(np.sqrt(mt.c[mov]))).tocsr().astype(np.float32)  # Y' (firms x mover matches)
     Xm32 = Xm.astype(np.float32)
-    sq = np.sqrt(mt.c[mov])
+    del Xm
+    L32 = mt.sys.L.astype(np.float32)
+    pre32 = mt.sys.precond.astype(np.float32)
     P2 = np.zeros(len(mt.c))
     acc = np.zeros(len(mov))
     if batch is None:
-        batch = int(max(1, min(100, 2e7 // max(len(mov), 1))))
+        batch = int(max(1, min(100, 4e7 // max(len(mov), 1))))
     it_total, worst = 0, 0.0
-    for b0 in range(0, draws, batch):
+    starts = range(0, draws, batch)
+    if not quiet:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="JLA leverages")
+    for b0 in starts:
         b = min(batch, draws - b0)
-        R = (rng.integers(0, 2, size=(len(mov), b), dtype=np.int8) * 2 - 1).astype(np.float64)
-        rhs = XmT @ (R * sq[:, None])
-        V, it, rel = block_pcg(mt.sys.matvec, rhs, mt.sys.precond, tol=max(tol, 1e-6), maxiter=20000)
+        rhs = YT32 @ _rademacher(rng, len(mov), b, np.float32)
+        V, it, rel = block_pcg(L32.__matmul__, rhs, pre32, tol=max(tol, _JLA_TOL), maxiter=20000)
         it_total += it
         worst = max(worst, float(rel.max()))
-        pv = Xm32 @ V.astype(np.float32)
+        pv = Xm32 @ V
         acc += np.einsum("ij,ij->i", pv, pv, dtype=np.float64)
     P2[mov] = acc / draws
     return P2, {"cg_iterations": it_total, "cg_rel_residual": worst}
 
 
-def _trace_bias(mt: _Matches, K: np.ndarray, draws: int, seed: int, tol: float, batch: int | None = None):
+def _trace_bias(mt: _Matches, K: np.ndarray, draws, seed: int, tol: float, mc_target: float | None = None,
+                max_draws: int = 200):
     """Hutchinson estimate of the bias sum_m K_m B_m of the three plug-in components.
 
     With Z the match-level design (person-year weights c), sum_m K_m z_m' S^-1 A S^-1 z_m = E[g1' A g2] with
     g1 = S^-1 Z' diag(K) r, g2 = S^-1 Z' r and r Rademacher over matches: two weighted AKM solves per draw give
-    the bias of var(alpha), var(psi) and cov(alpha, psi) at once. Returns the means and their Monte Carlo s.e."""
+    the bias of var(alpha), var(psi) and cov(alpha, psi) at once. ``draws`` is a number, or ``"auto"``: batches
+    of 10 draws until the Monte Carlo s.e. of every component is at most ``mc_target`` (or ``max_draws``).
+    Returns {component: (mean, Monte Carlo s.e.)}, the number of draws and the CG iterations."""
     from prosperity.akm import block_pcg
 
     rng = np.random.default_rng([seed, 7])
     nm, n = len(mt.c), mt.n
     sys_ = mt.sys
-    if batch is None:
-        batch = int(max(1, min(50, 1e7 // max(nm, 1))))
+    FDT = sys_.FD.T.tocsr()  # workers x firms, person-years of each match
+    auto = draws == "auto"
+    total = max_draws if auto else int(draws)
+    step = 10 if auto else int(max(1, min(50, 1e7 // max(nm, 1))))
     out = {"psi": [], "alpha": [], "cov": []}
-    it_total = 0
-    for b0 in range(0, draws, batch):
-        b = min(batch, draws - b0)
-        R = (rng.integers(0, 2, size=(nm, b), dtype=np.int8) * 2 - 1).astype(np.float64)
-        U = np.hstack([R * (K / mt.c)[:, None], R / mt.c[:, None]])  # outcomes whose WLS fit is S^-1 Z' v
-        WU = U * mt.c[:, None]
-        rhs = mt.FtM @ WU - sys_.FD @ ((mt.DtM @ WU) / mt.T[:, None])  # F'W M_D U
+    it_total, done = 0, 0
+    res: dict = {}
+    while done < total:
+        b = min(step, total - done)
+        R = _rademacher(rng, nm, b)
+        WU = np.hstack([R * K[:, None], R])  # weighted outcomes whose WLS fits are S^-1 Z' diag(K) r, S^-1 Z' r
+        del R
+        DtWU = mt.DtM @ WU
+        rhs = mt.FtM @ WU - sys_.FD @ (DtWU / mt.T[:, None])  # F'W M_D U
+        del WU
         Psi, it, _ = block_pcg(sys_.matvec, rhs, sys_.precond, tol=max(tol, 1e-8), maxiter=20000)
         it_total += it
-        Alpha = (mt.DtM @ ((U - Psi[mt.mj]) * mt.c[:, None])) / mt.T[:, None]
-        Psi = Psi - (mt.nj @ Psi) / n
-        Alpha = Alpha - (mt.T @ Alpha) / n
+        Alpha = (DtWU - FDT @ Psi) / mt.T[:, None]  # worker means of U - psi_j
+        Psi -= (mt.nj @ Psi) / n
+        Alpha -= (mt.T @ Alpha) / n
         p1, p2 = Psi[:, :b], Psi[:, b:]
         a1, a2 = Alpha[:, :b], Alpha[:, b:]
         out["psi"].append(np.einsum("j,jk,jk->k", mt.nj, p1, p2) / n)
         out["alpha"].append(np.einsum("i,ik,ik->k", mt.T, a1, a2) / n)
-        cm = mt.c[:, None]
-        out["cov"].append(0.5 * ((cm * a1[mt.mi] * p2[mt.mj]).sum(0) + (cm * p1[mt.mj] * a2[mt.mi]).sum(0)) / n)
-    res = {}
-    for k, v in out.items():
-        v = np.concatenate(v)
-        res[k] = (float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan"))
-    return res, it_total
+        out["cov"].append(0.5 * (np.einsum("ik,ik->k", a1, FDT @ p2) + np.einsum("ik,ik->k", a2, FDT @ p1)) / n)
+        done += b
+        res = {}
+        for k, v in out.items():
+            v = np.concatenate(v)
+            res[k] = (float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan"))
+        if auto and mc_target is not None and all(se <= mc_target for _, se in res.values()):
+            break
+    return res, done, it_total
 
 
 def leverages(result, leave_out: str = "obs", leverage: str = "exact", draws: int = 200, seed: int = 0,
@@ -401,19 +426,22 @@ def leverages(result, leave_out: str = "obs", leverage: str = "exact", draws: in
                          "P": 1 / mt.T[mt.mi] + P2, "B_psi": Bp, "B_alpha": Ba, "B_cov": Bc})
 
 
-def _bias(mt, K, Bp, Ba, Bc, trace_draws, seed, tol):
-    """sum_m K_m B_m for the three components: exact weights if given, else the Hutchinson trace estimate."""
+def _bias(mt, K, Bp, Ba, Bc, trace_draws, seed, tol, mc_target):
+    """sum_m K_m B_m for the three components: exact weights if given, else the Hutchinson trace estimate.
+
+    Returns the corrections, their Monte Carlo s.e. (empty when exact) and the number of trace draws used."""
     if Bp is not None:
-        return {"psi": float(K @ Bp), "alpha": float(K @ Ba), "cov": float(K @ Bc)}, {}
-    est, _ = _trace_bias(mt, K, trace_draws, seed, tol)
+        return {"psi": float(K @ Bp), "alpha": float(K @ Ba), "cov": float(K @ Bc)}, {}, 0
+    est, done, _ = _trace_bias(mt, K, trace_draws, seed, tol, mc_target=mc_target)
     corr = {k: v[0] for k, v in est.items()}
     names = {"psi": "var_psi", "alpha": "var_alpha", "cov": "cov_alpha_psi"}
-    return corr, {names[k]: v[1] for k, v in est.items()}
+    return corr, {names[k]: v[1] for k, v in est.items()}, done
 
 
 def decompose(result, method: str = "plugin", leave_out: str | None = None, leverage: str = "auto",
               draws: int = 200, seed: int = 0, exact_max_firms: int = 3000, tol: float = 1e-8,
-              batch: int | None = None, quiet: bool = True, trace_draws: int = 50) -> VarianceDecomposition:
+              batch: int | None = None, quiet: bool = True, trace_draws: int | str = "auto",
+              mc_tol: float = 1e-4) -> VarianceDecomposition:
     """Decompose Var(y) of an :class:`prosperity.akm.AKMResult` (plug-in, homoskedastic or KSS leave-out).
 
     Parameters
@@ -428,7 +456,10 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
     draws : JLA Rademacher draws for the leverages ``P_ll`` (200 as LeaveOutTwoWay). ``seed``: their seed.
     trace_draws : with ``leverage="jla"``, Rademacher draws of the Hutchinson estimate of the bias term
         ``sum_l B_ll sigma_l^2`` (two weighted AKM solves per draw give all three components); its Monte Carlo
-        standard errors are reported in ``mc_se``. ``tol``: CG tolerance.
+        standard errors are reported in ``mc_se``. ``"auto"`` (default) draws batches of 10 until every
+        component's Monte Carlo s.e. is at most ``mc_tol * var(y)`` (default 1e-4: simulation noise of at most
+        0.01 percentage points on each share), up to 200 draws; an integer fixes the number of draws.
+        ``details["trace_draws"]`` records how many were used. ``tol``: CG tolerance.
 
     The plug-in components are exact moments of the fitted effects. The corrected ones subtract
     ``sum_l B_ll sigma_l^2`` (see the module docstring); the corrected ``var_resid`` is the mean of the unbiased
@@ -475,7 +506,7 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
         sigma2 = float((frame["resid"].to_numpy() ** 2).sum() / (n - k))
         w = sigma2 * mt.c  # sum over person-years of B_l sigma^2
         var_resid = sigma2
-        corr, mc = _bias(mt, w, Bp, Ba, Bc, trace_draws, seed, tol)
+        corr, mc, n_trace = _bias(mt, w, Bp, Ba, Bc, trace_draws, seed, tol, mc_tol * pi["var_y"])
     else:
         sigma2 = None
         # leave-obs-out: each observation's own leverage; leave-match-out: the leverage of the collapsed,
@@ -495,12 +526,12 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
         if bad.any():
             raise ValueError(f"{int(bad.sum())} match(es) have leverage 1 under leave-{lo}-out: fit with "
                              f"connected='leave_one_out', leave_out='{lo}'")
-        corr, mc = _bias(mt, K, Bp, Ba, Bc, trace_draws, seed, tol)
+        corr, mc, n_trace = _bias(mt, K, Bp, Ba, Bc, trace_draws, seed, tol, mc_tol * pi["var_y"])
         # residual variance: mean over person-years of the unbiased sigma_l^2 (person-year leave-out)
         var_resid = float((mt.ye / (1 - np.minimum(P_row, 0.99 if leverage == "jla" else 1 - 1e-12))).sum() / n)
     if info is not None:
         details.update(cg_iterations=info["cg_iterations"], cg_rel_residual=info["cg_rel_residual"],
-                       trace_draws=trace_draws)
+                       trace_draws=n_trace)
     details["seconds"] = _t.perf_counter() - t0
     return VarianceDecomposition(
         method=method, var_y=pi["var_y"], var_alpha=pi["var_alpha"] - corr["alpha"],
