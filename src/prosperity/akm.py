@@ -75,7 +75,7 @@ def _check_missing(data: pd.DataFrame, cols: Sequence[str], id_col: str | None, 
     for c in cols:
         s = data[c]
         bad = s.isna().to_numpy()
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        if pd.api.types.is_float_dtype(s):  # integers cannot be infinite: no float copy of id columns
             with np.errstate(invalid="ignore"):
                 bad |= ~np.isfinite(s.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
@@ -489,13 +489,32 @@ class AKMResult:
     rmse: float
     names: dict
     backend: str
-    _frame: pd.DataFrame = field(repr=False)
+    _rows: dict = field(repr=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def _effect(self, which: str) -> np.ndarray:
+        """alpha or psi on the estimation sample's rows (gathered from the per-id effects by integer code)."""
+        if which == "alpha":
+            return self.worker_effects["alpha"].to_numpy()[self._rows["wcode"]]
+        return self.firm_effects["psi"].to_numpy()[self._rows["fcode"]]
 
     def to_frame(self) -> pd.DataFrame:
         """The estimation sample, one row per observation: ids, ``y``, ``alpha``, ``psi``, ``xb`` (controls and
-        time effects), ``resid`` (so ``y = alpha + psi + xb + resid`` exactly)."""
-        return self._frame.copy()
+        time effects), ``resid`` (so ``y = alpha + psi + xb + resid`` exactly).
+
+        Built on demand from integer codes, the outcome and the residuals, which is all the result keeps per row
+        (so that a fit on hundreds of millions of rows does not hold seven copies of them)."""
+        r, nm = self._rows, self.names
+        alpha, psi = self._effect("alpha"), self._effect("psi")
+        frame = pd.DataFrame({nm["worker"]: self.worker_effects[nm["worker"]].to_numpy()[r["wcode"]],
+                              nm["firm"]: self.firm_effects[nm["firm"]].to_numpy()[r["fcode"]]}, index=r["index"])
+        if nm["time"]:
+            frame[nm["time"]] = r["time"]
+        frame[nm["y"]] = r["y"]
+        frame["alpha"], frame["psi"] = alpha, psi
+        frame["xb"] = r["y"] - alpha - psi - r["resid"]
+        frame["resid"] = r["resid"]
+        return frame
 
     def summary(self) -> str:
         n = self.names
@@ -508,8 +527,8 @@ class AKMResult:
             + f"; {int(s['rows']):,} rows, {int(s['workers']):,} workers, {int(s['firms']):,} firms, "
             f"{int(s['movers']):,} movers ({s['movers_per_firm']:.1f} per firm)",
             f"  dropped: {int(self.ledger['dropped'].sum()):,} rows in {len(self.ledger)} step(s)",
-            f"  R^2 {self.r2:.4f}; RMSE {self.rmse:.4f}; sd(alpha) {self._frame['alpha'].std(ddof=0):.4f}; "
-            f"sd(psi) {self._frame['psi'].std(ddof=0):.4f} (person-year weighted)",
+            f"  R^2 {self.r2:.4f}; RMSE {self.rmse:.4f}; sd(alpha) {self._effect('alpha').std():.4f}; "
+            f"sd(psi) {self._effect('psi').std():.4f} (person-year weighted)",
         ]
         for k, v in self.coef.items():
             lines.append(f"  {k}: {v:.6f}")
@@ -578,45 +597,85 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
         if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]):
             raise TypeError(f"data.{c} must be numeric (got {data[c].dtype})")
     t0 = _time.perf_counter()
-    cs = network.connected_set(data[cols], worker, firm,
+    # ids to int32 codes once; the network works on the codes (a two-column int32 frame), so no copy of the
+    # caller's columns is made unless rows are dropped
+    wc, wid = _codes(data[worker])
+    fc, fid = _codes(data[firm])
+    cs = network.connected_set(pd.DataFrame({worker: wc, firm: fc}, copy=False), worker, firm,
                                leave_out=leave_out if connected == "leave_one_out" else None)
     t_net = _time.perf_counter() - t0
-    sample = cs.data
-    effects = [worker, firm] + ([time] if time else [])
+    pos = None if len(cs.data) == len(data) else cs.data.index.to_numpy()
+    ledger, summary, lo = cs.ledger, cs.summary, cs.leave_out
+    del cs  # the ledger and summary are what is kept of the network step
+
+    def take(a):
+        return a if pos is None else a[pos]
+
+    wc, wid = _recode(take(wc), wid)
+    fc, fid = _recode(take(fc), fid)
+    yv = take(data[y].to_numpy(dtype=float))
+    index = data.index if pos is None else data.index[pos]
+    tcode = tid = None
+    if time:
+        tcode, tid = _codes(data[time])
+        tcode, tid = _recode(take(tcode), tid)
     if backend == "sparse":
-        res = fit_fixed_effects(sample, y, effects, controls, tol=tol, maxiter=maxiter)
-        we = res.effects[worker].rename(columns={"effect": "alpha"})
-        fe = res.effects[firm].rename(columns={"effect": "psi"})
-        te = res.effects[time] if time else None
-        coef, resid = res.coef, res.resid
-        diag = dict(res.diagnostics)
+        t1 = _time.perf_counter()
+        Xv = take(data[controls].to_numpy(dtype=float)) if controls else None
+        gs, ms = [fc] + ([tcode] if time else []), [len(fid)] + ([len(tid)] if time else [])
+        sys_ = _System(wc, len(wid), gs, ms)
+        beta, alpha, theta, resid, it, rel = _solve_effects(sys_, yv, Xv, tol, maxiter)
+        del Xv
+        psi = theta[:len(fid)]
+        # normalisation: firm (and time) effects with person-year-weighted mean zero; workers absorb the level
+        nf_rows = np.bincount(fc, minlength=len(fid))
+        shift = float(nf_rows @ psi) / len(yv)
+        psi = psi - shift
+        alpha = alpha + shift
+        we = pd.DataFrame({worker: wid, "alpha": alpha, "n_obs": np.bincount(wc, minlength=len(wid))})
+        fe = pd.DataFrame({firm: fid, "psi": psi, "n_obs": nf_rows})
+        te = None
+        if time:
+            tau = theta[len(fid):]
+            nt_rows = np.bincount(tcode, minlength=len(tid))
+            tshift = float(nt_rows @ tau) / len(yv)
+            we["alpha"] += tshift
+            te = pd.DataFrame({time: tid, "effect": tau - tshift, "n_obs": nt_rows})
+        coef = pd.Series(beta, index=controls, dtype=float)
+        diag = {"iterations": int(it), "rel_residual": rel, "converged": bool(rel <= tol * 10),
+                "n_unidentified": int(sys_.unidentified.sum()), "seconds": _time.perf_counter() - t1}
+        del sys_
     else:
+        sample = pd.DataFrame({worker: wid[wc], firm: fid[fc], y: yv}, index=index)
+        if time:
+            sample[time] = tid[tcode]
+        for c in controls:
+            sample[c] = take(data[c].to_numpy(dtype=float))
         we, fe, te, coef, resid, diag = _fit_pyfixest(sample, y, worker, firm, time, controls)
+        del sample
     diag["backend"] = backend
     diag["network_seconds"] = t_net
-    # assemble the person-year frame
-    wcode = pd.Index(we[worker]).get_indexer(sample[worker])
-    fcode = pd.Index(fe[firm]).get_indexer(sample[firm])
-    yv = sample[y].to_numpy(dtype=float)
-    alpha = we["alpha"].to_numpy()[wcode]
-    psi = fe["psi"].to_numpy()[fcode]
-    xb = yv - alpha - psi - resid
-    frame = pd.DataFrame({worker: sample[worker].to_numpy(), firm: sample[firm].to_numpy()}, index=sample.index)
-    if time:
-        frame[time] = sample[time].to_numpy()
-    frame[y] = yv
-    frame["alpha"], frame["psi"], frame["xb"], frame["resid"] = alpha, psi, xb, resid
     n = len(yv)
     rss = float(resid @ resid)
-    tss = float(((yv - yv.mean()) ** 2).sum())
+    tss = float(np.square(yv - yv.mean()).sum())
     n_params = len(we) + len(fe) - 1 + (len(te) - 1 if te is not None else 0) + len(coef)
-    return AKMResult(worker_effects=we, firm_effects=fe, time_effects=te, coef=coef, sample=cs.summary,
-                     ledger=cs.ledger, connected=connected,
-                     leave_out=cs.leave_out, normalisation=_NORMALISATION, diagnostics=diag, n_obs=n,
+    rows = {"wcode": wc, "fcode": fc, "y": yv, "resid": resid, "index": index,
+            "time": tid[tcode] if time else None}
+    return AKMResult(worker_effects=we, firm_effects=fe, time_effects=te, coef=coef, sample=summary,
+                     ledger=ledger, connected=connected, leave_out=lo, normalisation=_NORMALISATION, diagnostics=diag, n_obs=n,
                      n_params=int(n_params), r2=1 - rss / tss if tss > 0 else float("nan"),
                      rmse=float(np.sqrt(rss / n)),
                      names={"y": y, "worker": worker, "firm": firm, "time": time, "controls": tuple(controls)},
-                     backend=backend, _frame=frame)
+                     backend=backend, _rows=rows)
+
+
+def _recode(codes: np.ndarray, ids: pd.Index) -> tuple[np.ndarray, pd.Index]:
+    """Drop the levels no row uses any more, keeping the sorted order (linear time, int32 codes)."""
+    used = np.bincount(codes, minlength=len(ids)) > 0
+    if used.all():
+        return codes, ids
+    new = (np.cumsum(used) - 1).astype(np.int32)
+    return new[codes], ids[used]
 
 
 def _fit_pyfixest(sample, y, worker, firm, time, controls):
