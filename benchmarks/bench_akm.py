@@ -42,6 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = Path("/tmp/bench_akm")
+BLOCKS_FROM = 20_000_000  # larger panels are simulated in blocks of workers (tests/_twoway_dgp.simulate_blocks)
 OURS = ["ours_fit", "ours_loo", "ours_fit_loo", "ours_kss"]
 PYFIXEST = ["pf_lsmr", "pf_default"]
 PYTWOWAY = ["tw_fit", "tw_loo", "tw_kss"]
@@ -62,9 +63,25 @@ def make_data(rows: int) -> Path:
         return p
     DATA.mkdir(parents=True, exist_ok=True)
     years = 10
-    df = simulate(n_workers=rows // years, years=years, n_firms=max(rows // 100, 50), move=0.1, seed=0)
-    np.savez(p, w=df["worker"].to_numpy(np.int64), f=df["firm"].to_numpy(np.int64),
-             t=df["year"].to_numpy(np.int64), y=df["y"].to_numpy())
+    n_workers, n_firms = rows // years, max(rows // 100, 50)
+    if rows <= BLOCKS_FROM:
+        df = simulate(n_workers=n_workers, years=years, n_firms=n_firms, move=0.1, seed=0)
+        np.savez(p, w=df["worker"].to_numpy(np.int64), f=df["firm"].to_numpy(np.int64),
+                 t=df["year"].to_numpy(np.int64), y=df["y"].to_numpy())
+        return p
+    # very large panels: the same DGP in blocks of a million workers (same firms), ids stored as int32, so that
+    # generating them does not need several copies of the panel in memory
+    from _twoway_dgp import simulate_blocks
+
+    w, f = np.empty(rows, np.int32), np.empty(rows, np.int32)
+    t, y = np.empty(rows, np.int32), np.empty(rows)
+    at = 0
+    for blk in simulate_blocks(n_workers, years, n_firms, block_workers=1_000_000, move=0.1, seed=0):
+        k = len(blk)
+        w[at:at + k], f[at:at + k] = blk["worker"].to_numpy(), blk["firm"].to_numpy()
+        t[at:at + k], y[at:at + k] = blk["year"].to_numpy(), blk["y"].to_numpy()
+        at += k
+    np.savez(p, w=w, f=f, t=t, y=y)
     return p
 
 

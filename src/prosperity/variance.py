@@ -148,9 +148,17 @@ def _wvar(a, b=None):
     return float(np.mean(a * b))
 
 
-def _plugin(frame: pd.DataFrame, y: str) -> dict:
-    yv = frame[y].to_numpy()
-    al, ps, xb, e = (frame[c].to_numpy() for c in ("alpha", "psi", "xb", "resid"))
+def _row_arrays(result) -> dict:
+    """Per-row arrays of an AKM fit, without building a DataFrame: worker and firm codes (``g``, ``j``: 0-based,
+    in the order of ``result.worker_effects`` / ``firm_effects``), ``y``, ``alpha``, ``psi``, ``xb``, ``resid``."""
+    r = result._rows
+    alpha, psi = result._effect("alpha"), result._effect("psi")
+    return {"g": r["wcode"], "j": r["fcode"], "y": r["y"], "alpha": alpha, "psi": psi,
+            "xb": r["y"] - alpha - psi - r["resid"], "resid": r["resid"]}
+
+
+def _plugin(a: dict) -> dict:
+    yv, al, ps, xb, e = (a[c] for c in ("y", "alpha", "psi", "xb", "resid"))
     return dict(var_y=_wvar(yv), var_alpha=_wvar(al), var_psi=_wvar(ps), cov_alpha_psi=_wvar(al, ps),
                 var_xb=_wvar(xb), cov_xb_effects=_wvar(xb, al + ps), var_resid=_wvar(e))
 
@@ -158,21 +166,21 @@ def _plugin(frame: pd.DataFrame, y: str) -> dict:
 class _Matches:
     """The estimation sample collapsed to worker-firm matches, with the network matrices (person-year weights)."""
 
-    def __init__(self, frame: pd.DataFrame, worker: str, firm: str, y: str):
+    def __init__(self, a: dict):
         from prosperity.akm import _System
 
-        g, _ = pd.factorize(frame[worker], sort=True)
-        j, _ = pd.factorize(frame[firm], sort=True)
+        g, j = a["g"], a["j"]
         self.nw, self.nf = int(g.max()) + 1, int(j.max()) + 1
         key = g.astype(np.int64) * self.nf + j
         mkey, minv = np.unique(key, return_inverse=True)
+        del key
         self.row_match = minv
         self.mi = (mkey // self.nf).astype(np.int32)
         self.mj = (mkey % self.nf).astype(np.int32)
         self.c = np.bincount(minv).astype(float)  # person-years per match
-        self.n = float(len(frame))
-        ytil = frame[y].to_numpy() - frame["xb"].to_numpy()  # outcome net of controls / time effects
-        e = frame["resid"].to_numpy()
+        self.n = float(len(g))
+        ytil = a["y"] - a["xb"]  # outcome net of controls / time effects
+        e = a["resid"]
         self.ye = np.bincount(minv, weights=ytil * e)  # sum over the match of y_l e_l
         self.ybar = np.bincount(minv, weights=ytil) / self.c
         self.ebar = np.bincount(minv, weights=e) / self.c
@@ -413,15 +421,14 @@ def leverages(result, leave_out: str = "obs", leverage: str = "exact", draws: in
     person-years, ``1/T_i + x'L^+x``), ``B_psi``, ``B_alpha``, ``B_cov`` (the weight of one person-year in the
     bias of the plug-in var(psi), var(alpha), cov(alpha, psi)). Used by :func:`decompose`; exposed for checks.
     """
-    frame = result.to_frame()
     nm = result.names
-    mt = _Matches(frame, nm["worker"], nm["firm"], nm["y"])
+    mt = _Matches(_row_arrays(result))
     if leverage == "exact":
         P2, Bp, Ba, Bc, _ = _exact(mt)
     else:
         P2, Bp, Ba, Bc, _ = _jla(mt, draws, seed, tol, None, True)
-    wid = pd.Index(pd.unique(frame[nm["worker"]])).sort_values()
-    fid = pd.Index(pd.unique(frame[nm["firm"]])).sort_values()
+    wid = result.worker_effects[nm["worker"]].to_numpy()
+    fid = result.firm_effects[nm["firm"]].to_numpy()
     return pd.DataFrame({nm["worker"]: wid[mt.mi], nm["firm"]: fid[mt.mj], "n_obs": mt.c.astype(int),
                          "P": 1 / mt.T[mt.mi] + P2, "B_psi": Bp, "B_alpha": Ba, "B_cov": Bc})
 
@@ -470,11 +477,9 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     t0 = _t.perf_counter()
-    frame = result.to_frame()
-    nm = result.names
-    y = nm["y"]
-    pi = _plugin(frame, y)
-    n = len(frame)
+    rows = _row_arrays(result)
+    pi = _plugin(rows)
+    n = len(rows["y"])
     if method == "plugin":
         return VarianceDecomposition(method="plugin", n_obs=n, **pi)
     if method == "kss" and result.connected != "leave_one_out":
@@ -486,7 +491,8 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
     cache = getattr(result, "_cache", None)
     cache = cache if isinstance(cache, dict) else {}
     if "matches" not in cache:
-        cache["matches"] = _Matches(frame, nm["worker"], nm["firm"], y)
+        cache["matches"] = _Matches(rows)
+    del rows
     mt = cache["matches"]
     if leverage == "auto":
         leverage = "exact" if mt.nf <= exact_max_firms else "jla"
@@ -503,7 +509,7 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
     details = {"matches": int(len(mt.c)), "mover_matches": int(mt.mover_match.sum()), "leverage": leverage}
     if method == "homoskedastic":
         k = result.n_params
-        sigma2 = float((frame["resid"].to_numpy() ** 2).sum() / (n - k))
+        sigma2 = float(np.square(result._rows["resid"]).sum() / (n - k))
         w = sigma2 * mt.c  # sum over person-years of B_l sigma^2
         var_resid = sigma2
         corr, mc, n_trace = _bias(mt, w, Bp, Ba, Bc, trace_draws, seed, tol, mc_tol * pi["var_y"])
