@@ -1,4 +1,5 @@
-"""Connected sets and the leave-one-out connected set on small hand-built networks."""
+"""Connected sets and the leave-one-out connected set: small hand-built networks, and random networks against the
+brute-force definition (remove each mover, check connectivity) and igraph."""
 
 import numpy as np
 import pandas as pd
@@ -111,3 +112,236 @@ def test_movers_per_firm_counts_distinct_movers_with_zeros():
     df = pd.DataFrame({"w": [1, 1, 2, 2, 2, 3, 4], "f": ["a", "b", "a", "a", "c", "c", "d"]})
     mpf = network.movers_per_firm(df, "w", "f")
     assert mpf.to_dict() == {"a": 2, "b": 1, "c": 1, "d": 0}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the leave-one-out connected set against its brute-force definition
+
+
+def test_parallel_movers_between_the_same_two_firms_are_not_articulation_points():
+    # the two triangles are joined by two workers with the SAME pair of firms (C, D): parallel edges, so neither
+    # worker alone disconnects anything; with one of them only, it is an articulation worker
+    sp = dict(BASE)
+    sp[12] = ["D", "C"]
+    lo = network.leave_one_out_set(panel(sp), "w", "f")
+    assert set(lo.data["f"]) == set("ABCDEF") and {7, 12} <= set(lo.data["w"])
+    assert not lo.ledger["step"].str.startswith("articulation").any()
+    assert 7 not in set(network.leave_one_out_set(panel(BASE), "w", "f").data["w"])
+
+
+def test_three_firm_workers_articulation_or_not():
+    # worker 40 works at A, B and P; P is reached by nobody else: 40 is an articulation worker (P hangs on it)
+    sp = dict(BASE)
+    del sp[7]
+    sp[40] = ["A", "B", "P"]
+    sp[41] = ["P", "P"]
+    lo = network.leave_one_out_set(panel(sp), "w", "f")
+    assert 40 not in set(lo.data["w"]) and "P" not in set(lo.data["f"])
+    # worker 42 works at A, B and C, all linked without it: not an articulation worker
+    sp2 = dict(BASE)
+    del sp2[7]
+    sp2[42] = ["A", "B", "C"]
+    lo2 = network.leave_one_out_set(panel(sp2), "w", "f")
+    assert 42 in set(lo2.data["w"]) and set(lo2.data["f"]) == set("ABC")
+
+
+def test_articulation_appears_after_a_removal():
+    # 50 (A, B, P) and 51 (A, B) are the only links between A and B; P hangs on 50. Round 1 removes 50 (P goes),
+    # which leaves 51 as the only link between A and B: round 2 removes it
+    df = panel({50: ["A", "B", "P"], 51: ["A", "B"], 52: ["A", "Q"], 53: ["Q", "A"], 54: ["B", "B"],
+                55: ["A", "A", "A"], 56: ["P", "P"]})
+    lo = network.leave_one_out_set(df, "w", "f")
+    steps = lo.ledger["step"].tolist()
+    assert "articulation workers, round 1" in steps and "articulation workers, round 2" in steps
+    assert set(lo.data["w"]) == {52, 53, 55} and set(lo.data["f"]) == {"A", "Q"}
+    assert lo.ledger["dropped"].sum() == len(df) - len(lo.data)
+
+
+def test_nothing_dropped_returns_the_input_frame():
+    df = panel({1: ["A", "B"], 2: ["B", "A"], 3: ["A", "A"], 4: ["B", "B"]})
+    assert network.connected_set(df, "w", "f", leave_out="obs").data is df
+    assert network.connected_set(df, "w", "f").data is df
+
+
+def _brute_components(pairs, workers):
+    """Firm components of the network of the given workers (dict firm -> label), by graph search."""
+    adj = {}
+    for w, f in pairs:
+        if w in workers:
+            adj.setdefault(("f", f), set()).add(("w", w))
+            adj.setdefault(("w", w), set()).add(("f", f))
+    label, k = {}, 0
+    for start in adj:
+        if start in label:
+            continue
+        stack = [start]
+        label[start] = k
+        while stack:
+            x = stack.pop()
+            for y in adj[x]:
+                if y not in label:
+                    label[y] = k
+                    stack.append(y)
+        k += 1
+    return {f: lab for (kind, f), lab in label.items() if kind == "f"}
+
+
+def _brute_articulation(pairs, workers):
+    """Movers whose removal disconnects the graph of the other movers and all the firms of the movers."""
+    firms_of = {}
+    for w, f in pairs:
+        if w in workers:
+            firms_of.setdefault(w, set()).add(f)
+    movers = {w for w, fs in firms_of.items() if len(fs) > 1}
+    all_firms = set().union(*[firms_of[w] for w in movers]) if movers else set()
+    out = set()
+    for m in movers:
+        rest = movers - {m}
+        comp = _brute_components(pairs, rest)
+        labels = {comp.get(f, ("alone", f)) for f in all_firms}
+        if len(labels) > 1:
+            out.add(m)
+    return out
+
+
+def _brute_loo(df, leave_out):
+    """The leave-one-out connected set straight from its definition (slow; small networks only)."""
+    pairs = list(zip(df["w"], df["f"]))
+    n_obs = df.groupby("w").size().to_dict()
+    n_match = df.groupby("w")["f"].nunique().to_dict()
+    first_row_of_firm = {f: i for i, f in reversed(list(enumerate(df["f"])))}
+    keep = set(df["w"])
+
+    def largest(keep):
+        comp = _brute_components(pairs, keep)
+        rows = {}
+        for w, f in pairs:
+            if w in keep:
+                rows[comp[f]] = rows.get(comp[f], 0) + 1
+        first = {}
+        for f, c in comp.items():
+            first[c] = min(first.get(c, len(df)), first_row_of_firm[f])
+        if not rows:
+            return set()
+        best = min(rows, key=lambda c: (-rows[c], first[c]))
+        return {w for w, f in pairs if w in keep and comp[f] == best}
+
+    keep = largest(keep)
+    while leave_out is not None:
+        ap = _brute_articulation(pairs, keep)
+        if ap:
+            keep = largest(keep - ap)
+            continue
+        single = {w for w in keep if (n_obs[w] if leave_out == "obs" else n_match[w]) == 1}
+        if single:
+            keep = largest(keep - single)
+            continue
+        break
+    return keep
+
+
+def _random_panel(rng):
+    n_workers = int(rng.integers(3, 40))
+    n_firms = int(rng.integers(2, 15))
+    rows = []
+    for w in range(n_workers):
+        f = int(rng.integers(n_firms))
+        for t in range(int(rng.integers(1, 5))):
+            if t and rng.random() < 0.35:
+                f = int(rng.integers(n_firms))
+            rows.append((w, f"F{f}", t))
+    df = pd.DataFrame(rows, columns=["w", "f", "t"])
+    if rng.random() < 0.5:  # integer firm ids (coded through a lookup table rather than hashed)
+        df["f"] = df["f"].str[1:].astype(int)
+    return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("leave_out", [None, "obs", "match"])
+def test_leave_one_out_set_matches_brute_force_on_random_networks(leave_out):
+    rng = np.random.default_rng(11)
+    n_pruned = 0
+    for _ in range(150):
+        df = _random_panel(rng)
+        cs = network.connected_set(df, "w", "f", leave_out=leave_out)
+        assert set(cs.data["w"]) == _brute_loo(df, leave_out)
+        assert cs.ledger["dropped"].sum() == len(df) - len(cs.data)
+        n_pruned += cs.ledger["step"].str.startswith("articulation").any()
+        if leave_out is not None and len(cs.data):
+            # the defining property: no single worker disconnects the kept firms
+            kept = set(cs.data["w"])
+            assert not _brute_articulation(list(zip(cs.data["w"], cs.data["f"])), kept)
+    if leave_out is not None:
+        assert n_pruned > 20  # the random networks do exercise the pruning
+
+
+def _random_graph(rng):
+    n = int(rng.integers(1, 30))
+    m = int(rng.integers(0, 2 * n + 1))
+    u = rng.integers(0, n, m)
+    v = rng.integers(0, n, m)
+    kind = rng.integers(4)
+    if kind == 0:  # a tree plus a few extra edges
+        parent = [int(rng.integers(0, i)) for i in range(1, n)]
+        u = np.r_[np.arange(1, n), u[: m // 4]]
+        v = np.r_[parent, v[: m // 4]]
+    elif kind == 1:  # a cycle with chords
+        u = np.r_[np.arange(n), u[: m // 5]]
+        v = np.r_[(np.arange(n) + 1) % n, v[: m // 5]]
+    return n, u.astype(np.int64), v.astype(np.int64)
+
+
+def _brute_cut_vertices(n, u, v):
+    def n_components(removed):
+        adj = {i: set() for i in range(n) if i != removed}
+        for a, b in zip(u, v):
+            if removed not in (a, b):
+                adj[a].add(b)
+                adj[b].add(a)
+        seen, k = set(), 0
+        for s in adj:
+            if s not in seen:
+                k += 1
+                stack = [s]
+                seen.add(s)
+                while stack:
+                    x = stack.pop()
+                    for y in adj[x] - seen:
+                        seen.add(y)
+                        stack.append(y)
+        return k
+
+    # a cut vertex: removing it (and its edges) leaves more components than the graph had
+    base = n_components(None)
+    return {x for x in range(n) if n_components(x) > base}
+
+
+def test_articulation_points_match_brute_force_and_igraph():
+    # random graphs with self-loops, parallel edges, isolated vertices and several components
+    ig = pytest.importorskip("igraph")
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        n, u, v = _random_graph(rng)
+        got = set(np.flatnonzero(network._articulation_points(n, u, v)).tolist())
+        assert got == _brute_cut_vertices(n, u, v), (n, u.tolist(), v.tolist())
+        g = ig.Graph(n=n, edges=list(zip(u.tolist(), v.tolist())))
+        assert got == set(g.articulation_points())
+    # a larger sparse graph (deep breadth-first tree, many blocks) against igraph
+    n = 3000
+    u = rng.integers(0, n, 3300)
+    v = (u + rng.integers(1, 40, u.size)) % n
+    got = np.flatnonzero(network._articulation_points(n, u, v))
+    g = ig.Graph(n=n, edges=list(zip(u.tolist(), v.tolist())))
+    assert got.tolist() == sorted(g.articulation_points()) and got.size > 50
+
+
+@pytest.mark.parametrize("ids", ["int", "str", "large_int"])
+def test_tie_between_components_goes_to_the_firm_seen_first(ids):
+    # two components with the same number of rows; firm 20 appears first in the data although 10 sorts first
+    df = pd.DataFrame({"w": [7, 7, 8, 8, 3, 3, 4, 4], "f": [20, 21, 21, 20, 10, 11, 11, 10]})
+    if ids == "str":
+        df["f"] = df["f"].astype(str)
+    elif ids == "large_int":  # hashed, not through the lookup table
+        df["f"] = df["f"] + 10**12
+    cs = network.connected_set(df, "w", "f")
+    assert set(cs.data["w"]) == {7, 8}
+    assert network.connected_set(df.iloc[::-1], "w", "f").data["w"].isin([3, 4]).all()
