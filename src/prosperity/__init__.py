@@ -36,7 +36,7 @@ def show_versions():
     import pandas as pd
 
     names = [
-        "prosperity", "numpy", "pandas", "scipy", "duckdb", "pyarrow", "pyfixest", "python-igraph",
+        "prosperity", "numpy", "pandas", "scipy", "duckdb", "pyarrow", "pyfixest",
         "geopandas", "matplotlib", "seaborn", "statsmodels", "acro", "jupyter-book", "sphinx", "myst-nb",
     ]
     rows = [("python", platform.python_version()), ("platform", platform.platform())]
