@@ -34,8 +34,42 @@ does, which uses 5 draws). The Monte Carlo standard error of each corrected comp
 with 200 draws). ``leverages(..., leverage="jla")`` gives per-match JLA estimates of every ``B_ll`` as well.
 Controls and time effects are partialled out first at their estimated values (as in KSS and LeaveOutTwoWay).
 
-Standard errors of the variance components themselves (KSS section 5's inference, which needs an eigen-
-decomposition of A) are **not** computed here; the JLA Monte Carlo error is the only uncertainty reported.
+Inference (``se=True``, ``method="kss"`` only). The KSS estimate is a quadratic form ``theta_KSS = y'Cy`` with
+``C = B - (D M + M D)/2``, ``M = I - P``, ``D = diag(B_ll / M_ll)`` (KSS write it as
+``sum_l sum_{k != l} C_lk y_l y_k``): ``C`` has a zero diagonal, so for independent errors
+
+    V[theta_KSS] = 4 sum_l (C mu)_l^2 sigma_l^2 + 2 sum_{l != k} C_lk^2 sigma_l^2 sigma_k^2,   mu = E[y],
+
+and theta_KSS is asymptotically normal when no eigenvalue of the quadratic form dominates (KSS section 5, the
+"strong identification" case q = 0). We estimate it as the authors' LeaveOutTwoWay code does
+(``leave_out_estimation_two_way.m``, version 1.x, "SE under q=0"):
+
+    V_hat = 4 sum_l (C y)_l^2 s_l - 2 sum_{l != k} C_lk^2 s_l s_k,
+
+with ``s_l`` a smoothed estimate of ``sigma_l^2``. Because ``C`` has a zero diagonal, ``(Cy)_l`` does not involve
+``y_l`` and ``E[(Cy)_l^2] = (C mu)_l^2 + sum_k C_lk^2 sigma_k^2``; the second term removes that excess. The
+smoother differs from LeaveOutTwoWay's (a local-linear regression of ``sigma_hat_l^2`` on ``(P_ll, B_ll)``, its
+``llr_fit.m``): here ``s_l`` is the mean of the unbiased leave-out ``sigma_hat^2`` (outcome demeaned) over the
+person-years (or matches) of ``l``'s firm, floored at 0, which follows firm-level heteroskedasticity. In this
+package's Monte Carlo (errors whose variance rises with the firm effect) a binned fit on ``(P_ll, B_ll)`` gave
+90-92% coverage for cov(alpha, psi) where the firm mean gave 94-95%. Any consistent ``s_l`` is valid for q = 0;
+with very small firms the firm means are noisy and the standard errors came out slightly conservative (3-5% too
+large) in our simulations.
+The double sum is ``2 tr(C S C S)``, ``S = diag(s)``: exact with ``se_draws=0`` (dense columns of ``C``; tiny
+data only) or Hutchinson's estimator with ``se_draws`` Rademacher vectors (default 10). ``C`` is applied as an
+operator: seven firm-sized solves per vector (the least-squares fit, then for each component one for ``B`` and
+one for ``M D``), with the dense Cholesky factor of the grounded Laplacian (``leverage="exact"``) or block PCG.
+The Monte Carlo s.e. of each standard error is reported in ``se_mc``. Under ``leverage="jla"``, ``D`` uses the
+JLA estimates of ``B_ll`` (as :func:`leverages`, ``draws`` draws); their noise is not in ``se_mc`` (up to about
+2% of the standard error with 200 draws in our tests). The same formula with two components gives their covariance
+(``vcov``), hence the s.e. of corr(alpha, psi) by the delta method. Shares are divided by var(y), which is treated
+as fixed. Intervals are ``estimate -/+ z se``; they leave out the simulation error of a JLA point estimate
+(``mc_se``, at most 1e-4 var(y) by default). Leave-match-out treats matches as the independent units.
+
+Not implemented: the weak-identification case q = 1 (one dominant eigenvalue, typical of var(psi) when blocks of
+firms are linked by few movers), where KSS replace the normal interval by one that inverts a test built on the
+leading eigenvector (LeaveOutTwoWay's ``AM_CI.m``); no eigenvalue diagnostic is computed either. In that case the
+normal intervals reported here can under-cover.
 """
 
 from __future__ import annotations
@@ -62,6 +96,12 @@ class VarianceDecomposition:
     ``mc_se`` (dict: Monte Carlo standard errors of the corrected var_alpha, var_psi and cov_alpha_psi under JLA),
     ``sigma2`` (homoskedastic error variance, for "homoskedastic"), ``n_obs``, ``details`` (counts: matches,
     movers' matches, clipped leverages, seconds).
+
+    With ``decompose(..., method="kss", se=True)`` (empty / None otherwise): ``se`` (dict: standard errors of
+    var_alpha, var_psi, cov_alpha_psi, the three shares and corr_alpha_psi; KSS q = 0, see the module docstring),
+    ``ci`` (dict: ``(lower, upper)`` normal intervals at ``level``), ``se_mc`` (Monte Carlo s.e. of the standard
+    errors of the components and shares, from the Hutchinson trace estimate; 0 when exact), ``vcov`` (3 x 3
+    DataFrame: estimated covariance matrix of var_alpha, var_psi, cov_alpha_psi), ``level``.
     """
 
     method: str
@@ -79,6 +119,11 @@ class VarianceDecomposition:
     mc_se: dict = field(default_factory=dict)
     sigma2: float | None = None
     details: dict = field(default_factory=dict)
+    se: dict = field(default_factory=dict)
+    ci: dict = field(default_factory=dict)
+    se_mc: dict = field(default_factory=dict)
+    vcov: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    level: float | None = None
 
     @property
     def corr_alpha_psi(self) -> float:
@@ -113,7 +158,8 @@ class VarianceDecomposition:
     def to_frame(self) -> pd.DataFrame:
         """Components as rows, one column named after the method. ``sum_of_parts`` should equal ``var_y``: exactly
         for the plug-in (least-squares orthogonality), approximately for the corrections (their residual variance
-        is itself estimated)."""
+        is itself estimated). With standard errors (``se=True``) three more columns: ``"<method> s.e."`` and the
+        interval bounds ``"<method> 95% CI lower"`` / ``"... upper"`` (NaN on rows without one)."""
         rows = {
             "var_y": self.var_y, "var_alpha": self.var_alpha, "var_psi": self.var_psi,
             "2cov_alpha_psi": 2 * self.cov_alpha_psi, "var_xb": self.var_xb,
@@ -122,7 +168,16 @@ class VarianceDecomposition:
             "corr_alpha_psi": self.corr_alpha_psi, "share_alpha": self.share_alpha,
             "share_psi": self.share_psi, "share_sorting": self.share_sorting,
         }
-        return pd.DataFrame({self.method: pd.Series(rows, dtype=float)})
+        out = pd.DataFrame({self.method: pd.Series(rows, dtype=float)})
+        if self.se:
+            m, pct = self.method, f"{100 * self.level:g}%"
+            keys = {"var_alpha": ("var_alpha", 1), "var_psi": ("var_psi", 1), "2cov_alpha_psi": ("cov_alpha_psi", 2),
+                    "corr_alpha_psi": ("corr_alpha_psi", 1), "share_alpha": ("share_alpha", 1),
+                    "share_psi": ("share_psi", 1), "share_sorting": ("share_sorting", 1)}
+            out[f"{m} s.e."] = pd.Series({r: f * self.se[k] for r, (k, f) in keys.items()}, dtype=float)
+            out[f"{m} {pct} CI lower"] = pd.Series({r: f * self.ci[k][0] for r, (k, f) in keys.items()}, dtype=float)
+            out[f"{m} {pct} CI upper"] = pd.Series({r: f * self.ci[k][1] for r, (k, f) in keys.items()}, dtype=float)
+        return out
 
     def summary(self) -> str:
         s = (f"Variance decomposition ({self.method}{', leave-' + self.leave_out + '-out' if self.leave_out else ''}"
@@ -131,6 +186,13 @@ class VarianceDecomposition:
         if self.mc_se:
             s += "\n  Monte Carlo s.e. (JLA, {} draws): ".format(self.draws) + ", ".join(
                 f"{k} {v:.5f}" for k, v in self.mc_se.items())
+        if self.se:
+            tr = self.details.get("se_trace", "")
+            s += (f"\n  s.e.: Kline, Saggio and Solvsten (2020) normal approximation, q = 0 (strong identification; "
+                  f"the weak-identification interval, q = 1, is not implemented); trace term {tr}")
+            if any(v > 0 for v in self.se_mc.values()):
+                s += "; Monte Carlo s.e. of the s.e.: " + ", ".join(
+                    f"{k} {self.se_mc[k]:.2g}" for k in _SE_COMPS)
         return s
 
 
@@ -445,10 +507,216 @@ def _bias(mt, K, Bp, Ba, Bc, trace_draws, seed, tol, mc_target):
     return corr, {names[k]: v[1] for k, v in est.items()}, done
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# inference for the KSS estimates (q = 0: strong identification)
+
+_SE_COMPS = ("var_alpha", "var_psi", "cov_alpha_psi")
+
+
+class _Units:
+    """The observations of the leave-out regression and the operator ``C`` of ``theta_KSS = y'Cy``.
+
+    Leave-obs-out: the units are person-years (outcome net of ``xb``). Leave-match-out: the units are matches, with
+    outcome ``sqrt(c_m) ybar_m`` and design row ``sqrt(c_m) z_m`` (the length-weighted collapsed regression, whose
+    KSS estimate is the leave-match-out one). ``C = B - (D M + M D)/2`` with ``D = diag(B_uu / M_uu)``, applied
+    to a block of vectors with firm-sized solves (dense Cholesky of the grounded Laplacian, or block PCG)."""
+
+    def __init__(self, mt, ytil, resid, lo, P_row, Bm, factorise: bool, tol: float, pmax: float = 1.0):
+        self.mt = mt
+        if lo == "obs":
+            self.um = mt.row_match
+            self.s = np.ones(len(ytil))
+            self.y, self.e = np.asarray(ytil, float), np.asarray(resid, float)
+        else:
+            self.um = np.arange(len(mt.c))
+            self.s = np.sqrt(mt.c)
+            self.y, self.e = self.s * mt.ybar, self.s * mt.ebar
+        self.nu = len(self.y)
+        self.unit_rows = lo == "obs"  # person-year units: scale 1
+        s2 = self.s ** 2
+        self.P = np.minimum(s2 * P_row[self.um], pmax)
+        self.d = {k: s2 * Bm[k][self.um] / (1 - self.P) for k in _SE_COMPS}
+        self.U2M = sp.csr_matrix((self.s, (self.um, np.arange(self.nu))), shape=(len(mt.c), self.nu))
+        self.tol = tol
+        self.lu = None
+        self.cg_iterations = 0
+        if factorise:  # dense Cholesky of the grounded Laplacian (firm-sized; LAPACK solves many columns at once)
+            from scipy.linalg import cho_factor
+
+            self.lu = cho_factor(mt.sys.L[1:, 1:].toarray(), lower=False, check_finite=False)
+
+    def _solve(self, rD, rF):
+        """(alpha, psi) solving S gamma = (rD, rF) (any solution: the quadratic forms do not depend on it)."""
+        mt = self.mt
+        rhs = rF - mt.sys.FD @ (rD / mt.T[:, None])
+        if self.lu is not None:
+            from scipy.linalg import cho_solve
+
+            psi = np.zeros_like(rhs)
+            psi[1:] = cho_solve(self.lu, rhs[1:], check_finite=False)
+        else:
+            from prosperity.akm import block_pcg
+
+            psi, it, _ = block_pcg(mt.sys.matvec, rhs, mt.sys.precond, tol=self.tol, maxiter=20000)
+            self.cg_iterations += it
+        return (rD - mt.sys.FD.T @ psi) / mt.T[:, None], psi
+
+    def _fit(self, V):
+        """Least-squares coefficients of the columns of V on the two-way design: S^-1 Z'V."""
+        a = self.U2M @ V
+        return self._solve(self.mt.DtM @ a, self.mt.FtM @ a)
+
+    def _Zg(self, alpha, psi):
+        mt = self.mt
+        val = alpha[mt.mi]
+        val += psi[mt.mj]
+        out = val[self.um]
+        if not self.unit_rows:
+            out *= self.s[:, None]
+        return out
+
+    def _A(self, alpha, psi, comp):
+        """A gamma for the person-year-weighted (co)variance ``comp`` (so that theta = gamma' A gamma)."""
+        mt = self.mt
+        n = mt.n
+        if comp == "var_psi":
+            return np.zeros_like(alpha), mt.nj[:, None] * (psi - mt.nj @ psi / n) / n
+        if comp == "var_alpha":
+            return mt.T[:, None] * (alpha - mt.T @ alpha / n) / n, np.zeros_like(psi)
+        gD = (mt.sys.FD.T @ psi - np.outer(mt.T, mt.nj @ psi / n)) / (2 * n)
+        gF = (mt.sys.FD @ alpha - np.outer(mt.nj, mt.T @ alpha / n)) / (2 * n)
+        return gD, gF
+
+    def C(self, V):
+        """{component: C V} for a (units, r) block V.
+
+        ``C V = B V - (D M V + M D V)/2 = Z (g_B + g_D / 2) - D (M V + V) / 2`` with ``g_B = S^-1 A S^-1 Z'V`` and
+        ``g_D = S^-1 Z' D V``, so each component costs two firm-sized solves and one gather."""
+        a, p = self._fit(V)
+        MVV = self._Zg(a, p)
+        np.subtract(2 * V, MVV, out=MVV)  # M V + V
+        out = {}
+        for k in _SE_COMPS:
+            d = self.d[k][:, None]
+            ba, bp = self._solve(*self._A(a, p, k))
+            fa, fp = self._fit(d * V)
+            res = self._Zg(ba + 0.5 * fa, bp + 0.5 * fp)
+            res -= 0.5 * d * MVV
+            out[k] = res
+        return out
+
+    def sigma_firm(self):
+        """sigma~_u^2: the mean over the units of u's firm of the unbiased leave-out sigma_v^2 (floored at 0)."""
+        # the outcome is demeaned first (theta is invariant to its level; the leave-out sigma^2 stay unbiased and
+        # become less noisy)
+        yc = self.y - self.s * (self.y @ self.s) / (self.s @ self.s)
+        sig = yc * self.e / (1 - self.P)
+        f = self.mt.mj[self.um]
+        sf = np.bincount(f, weights=sig, minlength=self.mt.nf) / np.maximum(np.bincount(f, minlength=self.mt.nf), 1)
+        return np.maximum(sf[f], 0.0)
+
+
+def _kss_vcov(U: _Units, sigma, draws: int, seed: int, exact_max: int = 0, batch: int | None = None):
+    """KSS (q = 0) covariance matrix of the three leave-out estimates (order ``_SE_COMPS``).
+
+    ``V_ab = 4 sum_u (C_a y)_u (C_b y)_u s_u - 2 tr(C_a S C_b S)``, ``S = diag(sigma)``. The trace is exact (dense
+    ``C S^1/2``, when ``units <= exact_max``) or a Hutchinson estimate with ``draws`` Rademacher vectors. Returns
+    (V, Monte Carlo s.e. of V (zeros if exact), theta = y'C y (a check))."""
+    W = {k: v[:, 0] for k, v in U.C(U.y[:, None]).items()}
+    theta = np.array([U.y @ W[k] for k in _SE_COMPS])
+    U.tol = max(U.tol, 1e-6)  # CG error of the trace draws: far below their Monte Carlo error
+    T1 = np.array([[4 * np.sum(W[a] * W[b] * sigma) for b in _SE_COMPS] for a in _SE_COMPS])
+    sq = np.sqrt(sigma)
+    if U.nu <= exact_max:
+        T2 = np.zeros((3, 3))
+        step = 500
+        for c0 in range(0, U.nu, step):
+            cols = np.arange(c0, min(c0 + step, U.nu))
+            E = np.zeros((U.nu, len(cols)))
+            E[cols, np.arange(len(cols))] = sq[cols]
+            G = {k: sq[:, None] * v for k, v in U.C(E).items()}
+            T2 += np.array([[np.sum(G[a] * G[b]) for b in _SE_COMPS] for a in _SE_COMPS])
+        return T1 - 2 * T2, np.zeros((3, 3)), theta
+    rng = np.random.default_rng([seed, 11])
+    if batch is None:  # about 16 MB per (units x batch) array
+        batch = int(max(1, min(draws, 2e6 // max(U.nu, 1))))
+    est = []
+    for b0 in range(0, draws, batch):
+        b = min(batch, draws - b0)
+        R = rng.integers(0, 2, size=(U.nu, b), dtype=np.int8).astype(np.float64)
+        R *= 2
+        R -= 1
+        R *= sq[:, None]
+        G = U.C(R)
+        del R
+        for v in G.values():
+            v *= sq[:, None]
+        est.append(np.array([[np.einsum("ij,ij->j", G[a], G[b_]) for b_ in _SE_COMPS] for a in _SE_COMPS]))
+        del G
+    est = np.concatenate(est, axis=-1)
+    T2 = est.mean(-1)
+    T2se = est.std(-1, ddof=1) / np.sqrt(est.shape[-1]) if est.shape[-1] > 1 else np.full((3, 3), np.nan)
+    return T1 - 2 * T2, 2 * T2se, theta
+
+
+def _se_results(V, Vmc, point: dict, var_y: float, level: float):
+    """Standard errors, Monte Carlo errors and intervals of the components, shares and correlation."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    se, se_mc = {}, {}
+    for i, k in enumerate(_SE_COMPS):
+        ok = V[i, i] > 0
+        se[k] = float(np.sqrt(V[i, i])) if ok else float("nan")
+        se_mc[k] = float(Vmc[i, i] / (2 * se[k])) if ok else float("nan")
+    for k, c, f in (("share_alpha", "var_alpha", 1), ("share_psi", "var_psi", 1),
+                    ("share_sorting", "cov_alpha_psi", 2)):
+        se[k], se_mc[k] = f * se[c] / var_y, f * se_mc[c] / var_y
+    va, vp, cv = point["var_alpha"], point["var_psi"], point["cov_alpha_psi"]
+    se["corr_alpha_psi"] = float("nan")
+    if va > 0 and vp > 0:  # delta method
+        rho = cv / np.sqrt(va * vp)
+        g = np.array([-rho / (2 * va), -rho / (2 * vp), 1 / np.sqrt(va * vp)])
+        v = float(g @ V @ g)
+        se["corr_alpha_psi"] = float(np.sqrt(v)) if v > 0 else float("nan")
+    ci = {k: (float(point[k] - z * s), float(point[k] + z * s)) for k, s in se.items()}
+    vcov = pd.DataFrame(V, index=list(_SE_COMPS), columns=list(_SE_COMPS))
+    return se, se_mc, ci, vcov
+
+
+def _kss_se(result, mt, lo, P_row, leverage, Bex, cache, draws, seed, tol, batch, se_draws):
+    """KSS (q = 0) covariance matrix of the leave-out estimates, its Monte Carlo error and details."""
+    import time as _t
+
+    t0 = _t.perf_counter()
+    if leverage == "exact":
+        Bp, Ba, Bc = Bex
+    else:  # per-match JLA estimates of B_ll (as leverages(..., leverage="jla")), computed once per fit
+        key = ("jla_B", draws, seed, tol)
+        if key not in cache:
+            cache[key] = _jla(mt, draws, seed + 1, tol, batch or 10, True)[1:4]  # batches of 10: memory
+        Bp, Ba, Bc = cache[key]
+    rows = _row_arrays(result)
+    U = _Units(mt, rows["y"] - rows["xb"], rows["resid"], lo, P_row,
+               {"var_psi": Bp, "var_alpha": Ba, "cov_alpha_psi": Bc}, factorise=leverage == "exact", tol=tol,
+               pmax=0.99 if leverage == "jla" else 1.0)
+    del rows
+    if se_draws == 0 and U.nu > 20_000:
+        raise ValueError(f"se_draws=0 (exact trace term) builds dense columns of C and allows at most 20,000 "
+                         f"units; this fit has {U.nu:,} (leave-{lo}-out): use se_draws > 0")
+    V, Vmc, _ = _kss_vcov(U, U.sigma_firm(), se_draws, seed, exact_max=U.nu if se_draws == 0 else 0, batch=batch)
+    info = {"se_trace": "exact" if se_draws == 0 else f"by Hutchinson's estimator, {se_draws} draws",
+            "se_units": int(U.nu), "se_seconds": _t.perf_counter() - t0}
+    if U.lu is None:
+        info["se_cg_iterations"] = int(U.cg_iterations)
+    return V, Vmc, info
+
+
 def decompose(result, method: str = "plugin", leave_out: str | None = None, leverage: str = "auto",
               draws: int = 200, seed: int = 0, exact_max_firms: int = 3000, tol: float = 1e-8,
               batch: int | None = None, quiet: bool = True, trace_draws: int | str = "auto",
-              mc_tol: float = 1e-4) -> VarianceDecomposition:
+              mc_tol: float = 1e-4, se: bool = False, se_draws: int = 10,
+              level: float = 0.95) -> VarianceDecomposition:
     """Decompose Var(y) of an :class:`prosperity.akm.AKMResult` (plug-in, homoskedastic or KSS leave-out).
 
     Parameters
@@ -467,6 +735,14 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
         component's Monte Carlo s.e. is at most ``mc_tol * var(y)`` (default 1e-4: simulation noise of at most
         0.01 percentage points on each share), up to 200 draws; an integer fixes the number of draws.
         ``details["trace_draws"]`` records how many were used. ``tol``: CG tolerance.
+    se : with ``method="kss"``, also estimate standard errors and ``level`` confidence intervals (the q = 0
+        variance of KSS section 5, estimated as in LeaveOutTwoWay; see the module docstring) into ``se``, ``ci``,
+        ``se_mc`` and ``vcov``. Off by default: it costs about ``7 (se_draws + 1)`` firm-sized solves, plus the JLA
+        weights ``B_ll`` (``draws`` draws, three solves each) under ``leverage="jla"``.
+    se_draws : Rademacher draws of the Hutchinson estimate of the trace term of that variance (default 10; its
+        Monte Carlo error is reported in ``se_mc``); ``0`` computes the term exactly from dense columns of ``C``
+        (small data only: at most 20,000 person-years, or matches under leave-match-out).
+    level : confidence level of the intervals in ``ci`` (default 0.95).
 
     The plug-in components are exact moments of the fitted effects. The corrected ones subtract
     ``sum_l B_ll sigma_l^2`` (see the module docstring); the corrected ``var_resid`` is the mean of the unbiased
@@ -476,6 +752,13 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if se and method != "kss":
+        raise ValueError(f"se=True: standard errors are implemented for the leave-out estimator only "
+                         f"(method='kss'), got method={method!r}")
+    if se and not 0 < level < 1:
+        raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
+    if se and (int(se_draws) != se_draws or se_draws < 0 or se_draws == 1):
+        raise ValueError(f"se_draws must be 0 (exact) or an integer >= 2, got {se_draws!r}")
     t0 = _t.perf_counter()
     rows = _row_arrays(result)
     pi = _plugin(rows)
@@ -507,6 +790,7 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
         (P2, info), Bp, Ba, Bc = cache[key], None, None, None
     P_row = 1.0 / mt.T[mt.mi] + P2  # leverage of a single person-year of match m
     details = {"matches": int(len(mt.c)), "mover_matches": int(mt.mover_match.sum()), "leverage": leverage}
+    inference = {}
     if method == "homoskedastic":
         k = result.n_params
         sigma2 = float(np.square(result._rows["resid"]).sum() / (n - k))
@@ -535,6 +819,18 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
         corr, mc, n_trace = _bias(mt, K, Bp, Ba, Bc, trace_draws, seed, tol, mc_tol * pi["var_y"])
         # residual variance: mean over person-years of the unbiased sigma_l^2 (person-year leave-out)
         var_resid = float((mt.ye / (1 - np.minimum(P_row, 0.99 if leverage == "jla" else 1 - 1e-12))).sum() / n)
+        if se:
+            V, Vmc, se_info = _kss_se(result, mt, lo, P_row, leverage, (Bp, Ba, Bc), cache, draws, seed, tol,
+                                      batch, int(se_draws))
+            details.update(se_info)
+            point = {"var_alpha": pi["var_alpha"] - corr["alpha"], "var_psi": pi["var_psi"] - corr["psi"],
+                     "cov_alpha_psi": pi["cov_alpha_psi"] - corr["cov"]}
+            va, vp, cv = point["var_alpha"], point["var_psi"], point["cov_alpha_psi"]
+            vy = pi["var_y"]
+            point.update(share_alpha=va / vy, share_psi=vp / vy, share_sorting=2 * cv / vy,
+                         corr_alpha_psi=cv / np.sqrt(va * vp) if va > 0 and vp > 0 else float("nan"))
+            inference = dict(zip(("se", "se_mc", "ci", "vcov"), _se_results(V, Vmc, point, pi["var_y"], level)))
+            inference["level"] = level
     if info is not None:
         details.update(cg_iterations=info["cg_iterations"], cg_rel_residual=info["cg_rel_residual"],
                        trace_draws=n_trace)
@@ -544,4 +840,4 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
         var_psi=pi["var_psi"] - corr["psi"], cov_alpha_psi=pi["cov_alpha_psi"] - corr["cov"],
         var_xb=pi["var_xb"], cov_xb_effects=pi["cov_xb_effects"], var_resid=var_resid, n_obs=n,
         leave_out=lo if method == "kss" else None, leverage=leverage,
-        draws=draws if leverage == "jla" else None, mc_se=mc, sigma2=sigma2, details=details)
+        draws=draws if leverage == "jla" else None, mc_se=mc, sigma2=sigma2, details=details, **inference)
