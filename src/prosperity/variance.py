@@ -205,9 +205,10 @@ def table(*decompositions: VarianceDecomposition) -> pd.DataFrame:
 
 
 def _wvar(a, b=None):
-    a = a - a.mean()
-    b = a if b is None else b - b.mean()
-    return float(np.mean(a * b))
+    """Covariance with denominator n, from dot products (no centred copies of the arrays)."""
+    b = a if b is None else b
+    n = len(a)
+    return float(np.dot(a, b) / n - (a.sum() / n) * (b.sum() / n))
 
 
 def _row_arrays(result) -> dict:
@@ -233,13 +234,19 @@ class _Matches:
 
         g, j = a["g"], a["j"]
         self.nw, self.nf = int(g.max()) + 1, int(j.max()) + 1
-        key = g.astype(np.int64) * self.nf + j
-        mkey, minv = np.unique(key, return_inverse=True)
-        del key
+        # distinct (worker, firm) pairs sorted by worker then firm: a canonical CSR count matrix (linear time, no
+        # sort of the rows); each row's match number is read back from a second matrix holding 0..matches-1
+        A = sp.csr_matrix((np.ones(len(g), dtype=np.int32), (g, j)), shape=(self.nw, self.nf))
+        A.sum_duplicates()
+        nmatch = A.nnz
+        self.mi = np.repeat(np.arange(self.nw, dtype=np.int32), np.diff(A.indptr))
+        self.mj = A.indices.astype(np.int32, copy=False)
+        self.c = A.data.astype(float)  # person-years per match
+        idx = sp.csr_matrix((np.arange(nmatch, dtype=np.int64), A.indices, A.indptr), shape=A.shape)
+        del A
+        minv = np.asarray(idx[g, j]).ravel()
+        del idx
         self.row_match = minv
-        self.mi = (mkey // self.nf).astype(np.int32)
-        self.mj = (mkey % self.nf).astype(np.int32)
-        self.c = np.bincount(minv).astype(float)  # person-years per match
         self.n = float(len(g))
         ytil = a["y"] - a["xb"]  # outcome net of controls / time effects
         e = a["resid"]
@@ -306,11 +313,11 @@ def _exact(mt: _Matches, chunk: int = 4000):
     return P2, Bp / n, Ba / n, Bc / n, None
 
 
-def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, quiet: bool):
+def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, quiet: bool, need_P: bool = True):
     """Johnson-Lindenstrauss approximation (KSS computational appendix) of P2 and B for every mover match.
 
-    Returns P2, B_psi, B_alpha, B_cov (arrays over matches) and the per-draw projections needed for the Monte Carlo
-    error, as a function that maps per-match weights to the per-draw corrections."""
+    Returns P2 (zeros unless ``need_P``), B_psi, B_alpha, B_cov (arrays over matches) and the per-draw projections
+    needed for the Monte Carlo error. The solves run in single precision to ``_JLA_TOL``, as in :func:`_jla_P`."""
     from prosperity.akm import block_pcg
 
     rng = np.random.default_rng(seed)
@@ -329,6 +336,8 @@ def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, qui
     Ti_m = mt.T[mt.mi[mov]]
     mi_m = mt.mi[mov]
     Xm = mt.x_rows(mov).astype(np.float32)  # rows x_m = e_j - mbar_i of the mover matches
+    L32 = sys_.L.astype(np.float32)
+    pre32 = sys_.precond.astype(np.float32)
     it_total, worst = 0, 0.0
     rng_batches = range(0, draws, batch)
     if not quiet:
@@ -340,27 +349,24 @@ def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, qui
         # P: Y'r = F'W M_D (r / sqrt(c))
         FtSR = mt.FtM @ SR
         DtSR = mt.DtM @ SR
-        rhsP = FtSR - sys_.FD @ (DtSR / mt.T[:, None])
+        rhsP = FtSR - sys_.FD @ (DtSR / mt.T[:, None]) if need_P else None
         tot = SR.sum(axis=0)
         rhsV = FtSR - np.outer(mt.s, tot)
         Ur = DtSR - np.outer(mt.t, tot)
         rhsA = mt.Mbar.T @ Ur
-        Xs, it, rel = block_pcg(sys_.matvec, np.hstack([rhsP, rhsV, rhsA]), sys_.precond, tol=jla_tol,
-                                maxiter=20000)
+        rhs = np.hstack([rhsP, rhsV, rhsA] if need_P else [rhsV, rhsA]).astype(np.float32)
+        Xs, it, rel = block_pcg(L32.__matmul__, rhs, pre32, tol=jla_tol, maxiter=20000)
         it_total += it
         worst = max(worst, float(rel.max()))
         # projections in single precision: their Monte Carlo error (~sqrt(2/draws)) dwarfs rounding
-        Xs = Xs.astype(np.float32)
         Ur = Ur.astype(np.float32)
-        v, u, z = Xs[:, :b], Xs[:, b:2 * b], Xs[:, 2 * b:]
-
-        def xdot(A):  # x_m' A for mover matches -> (len(mov), b)
-            return Xm @ A
-
-        pv = xdot(v)
-        pu = xdot(u)
-        pa = Ur[mi_m] / Ti_m[:, None] - xdot(z)
-        P2[mov] += np.einsum("ij,ij->i", pv, pv, dtype=np.float64)
+        if need_P:
+            pv = Xm @ Xs[:, :b]
+            P2[mov] += np.einsum("ij,ij->i", pv, pv, dtype=np.float64)
+            Xs = Xs[:, b:]
+        u, z = Xs[:, :b], Xs[:, b:]
+        pu = Xm @ u
+        pa = Ur[mi_m] / Ti_m[:, None] - Xm @ z
         Bp[mov] += np.einsum("ij,ij->i", pu, pu, dtype=np.float64)
         Ba[mov] += np.einsum("ij,ij->i", pa, pa, dtype=np.float64)
         Bc[mov] += np.einsum("ij,ij->i", pa, pu, dtype=np.float64)
@@ -694,7 +700,7 @@ def _kss_se(result, mt, lo, P_row, leverage, Bex, cache, draws, seed, tol, batch
     else:  # per-match JLA estimates of B_ll (as leverages(..., leverage="jla")), computed once per fit
         key = ("jla_B", draws, seed, tol)
         if key not in cache:
-            cache[key] = _jla(mt, draws, seed + 1, tol, batch or 10, True)[1:4]  # batches of 10: memory
+            cache[key] = _jla(mt, draws, seed + 1, tol, batch or 10, True, need_P=False)[1:4]  # batches of 10
         Bp, Ba, Bc = cache[key]
     rows = _row_arrays(result)
     U = _Units(mt, rows["y"] - rows["xb"], rows["resid"], lo, P_row,
