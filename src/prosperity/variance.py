@@ -414,7 +414,7 @@ def _jla_P(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, q
     P2 = np.zeros(len(mt.c))
     acc = np.zeros(len(mov))
     if batch is None:
-        batch = int(max(1, min(100, 4e7 // max(len(mov), 1))))
+        batch = int(max(8, min(100, 4e7 // max(len(mov), 1))))  # at least 8 columns: sparse products amortise
     it_total, worst = 0, 0.0
     starts = range(0, draws, batch)
     if not quiet:
