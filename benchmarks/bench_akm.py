@@ -12,6 +12,7 @@ Steps
 - ``ours_loo``: ``network.connected_set(..., leave_out="obs")``: the leave-one-out connected set.
 - ``ours_kss``: ``AKMResult.decompose("kss", leverage="jla", draws=200)`` on the leave-one-out set (the fit on
   that set is timed separately as ``ours_fit_loo`` and excluded).
+- ``ours_kss_se``: the same with standard errors and 95% intervals (``se=True``; KSS q = 0).
 - ``pf_lsmr``: ``pf.feols("y ~ 1 | w + f", demeaner=pf.LsmrDemeaner())`` then ``fixef()`` (pyfixest's fastest).
 - ``pf_default``: the same with pyfixest's default demeaner.
 - ``tw_loo``: pytwoway 0.3.21 / bipartitepandas ``clean(connectedness="leave_out_observation")``.
@@ -24,8 +25,14 @@ pytwoway runs in its own virtual environment (``--tw-python``, default ``/tmp/tw
 needs: ``python3.11 -m venv /tmp/tw && /tmp/tw/bin/pip install pytwoway==0.3.21 pandas==2.0.3 'numpy<2'
 'scipy<1.14' 'pyamg<5.3'``.
 
+Panels above 20M rows are simulated in blocks of a million workers with the same firms
+(``tests/_twoway_dgp.simulate_blocks``) and stored with int32 ids, so that generating them needs no more memory
+than the panel itself.
+
 Usage: ``nice -n 10 .venv/bin/python benchmarks/bench_akm.py --rows 1000000 5000000 [--skip pf_default]
-[--out benchmarks/results/akm.md]``.
+[--out benchmarks/results/akm.md]``; the largest sizes, ours only:
+``... --rows 20000000 100000000 --steps load ours_fit ours_loo ours_fit_loo ours_kss --out
+benchmarks/results/akm_largest.md``.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = Path("/tmp/bench_akm")
 BLOCKS_FROM = 20_000_000  # larger panels are simulated in blocks of workers (tests/_twoway_dgp.simulate_blocks)
-OURS = ["ours_fit", "ours_loo", "ours_fit_loo", "ours_kss"]
+OURS = ["ours_fit", "ours_loo", "ours_fit_loo", "ours_kss", "ours_kss_se"]
 PYFIXEST = ["pf_lsmr", "pf_default"]
 PYTWOWAY = ["tw_fit", "tw_loo", "tw_kss"]
 
@@ -156,12 +163,14 @@ def run_step(step: str, rows: int) -> dict:
             out.update(kept_rows=int(len(cs.data)))
         elif step == "ours_fit_loo":
             r = akm.fit(df, "y", "w", "f", connected="leave_one_out")
-        elif step == "ours_kss":
+        elif step in ("ours_kss", "ours_kss_se"):
             r = akm.fit(df, "y", "w", "f", connected="leave_one_out")
             t0, c0 = time.perf_counter(), _cpu()
-            d = r.decompose("kss", leverage="jla", draws=200)
+            d = r.decompose("kss", leverage="jla", draws=200, se=step == "ours_kss_se")
             out.update({"var(psi)_pi": float(r.decompose("plugin").var_psi), "var(psi)_kss": d.var_psi,
                         "mc_se": d.mc_se["var_psi"]})
+            if d.se:
+                out.update({"se(var(psi))": d.se["var_psi"], "se(share_psi)": d.se["share_psi"]})
         elif step == "load":
             pass
         out.update(wall=time.perf_counter() - t0, cpu=_cpu() - c0)
