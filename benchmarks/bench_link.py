@@ -100,8 +100,14 @@ def pandas_link(directory: Path, trim=(0.005, 0.995), max_hours=100.0) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------
-def _child(kind: str, directory: str, out: str, memory_limit: str | None, cap_gb: float | None):
-    """Run one implementation and print a JSON line with its time, peak memory and panel sizes."""
+def _child(kind: str, directory: str, out: str, memory_limit: str | None, cap_gb: float | None,
+           log_file: str | None = None):
+    """Run one implementation and print a JSON line with its time, CPU time, peak memory and panel sizes."""
+    if log_file:  # per-query timings of build_panel (logger prosperity.link at DEBUG)
+        import logging
+
+        logging.basicConfig(filename=log_file, level=logging.WARNING, format="%(asctime)s %(message)s")
+        logging.getLogger("prosperity.link").setLevel(logging.DEBUG)
     if cap_gb:
         cap = int(cap_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -130,13 +136,16 @@ def _child(kind: str, directory: str, out: str, memory_limit: str | None, cap_gb
     except Exception as exc:  # report, do not hide
         status = f"{type(exc).__name__}: {str(exc)[:200]}"
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    print(json.dumps({"status": status, "seconds": seconds, "peak_gb": peak, **sizes}), flush=True)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    peak = ru.ru_maxrss / 2**20  # KiB -> GiB
+    print(json.dumps({"status": status, "seconds": seconds, "cpu_seconds": ru.ru_utime + ru.ru_stime,
+                      "peak_gb": peak, **sizes}), flush=True)
 
 
-def run_child(kind, directory, out=None, memory_limit=None, cap_gb=None):
+def run_child(kind, directory, out=None, memory_limit=None, cap_gb=None, log_file=None):
     cmd = [sys.executable, __file__, "--child", kind, str(directory), "--out", str(out or ""),
-           "--memory-limit", str(memory_limit or ""), "--cap", str(cap_gb or 0)]
+           "--memory-limit", str(memory_limit or ""), "--cap", str(cap_gb or 0),
+           "--log-file", str(log_file or "")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
@@ -144,6 +153,10 @@ def run_child(kind, directory, out=None, memory_limit=None, cap_gb=None):
         return {"status": f"{status}: {proc.stderr.strip().splitlines()[-1:] }", "seconds": float("nan"),
                 "peak_gb": float("nan")}
     return json.loads(lines[-1])
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
 def dir_size_gb(path: Path) -> float:
@@ -203,9 +216,14 @@ def main():
     ap.add_argument("--skip-research", action="store_true")
     ap.add_argument("--skip-population", action="store_true")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--log-file", default="")
+    ap.add_argument("--population-dir", default=None,
+                    help="link this population set (e.g. synthetic.write_population at fraction 1) instead of "
+                         "building one from --fraction and --tiles")
     args = ap.parse_args()
     if args.child:
-        _child(args.child[0], args.child[1], args.out, args.memory_limit or None, args.cap or None)
+        _child(args.child[0], args.child[1], args.out, args.memory_limit or None, args.cap or None,
+               args.log_file or None)
         return
 
     from prosperity import synthetic
@@ -225,7 +243,8 @@ def main():
         for kind in ("duckdb", "pandas"):
             r = run_child(kind, src)
             print(kind, r, flush=True)
-            rows.append(dict(data="research", jobs_rows=n_jobs, parquet_gb=dir_size_gb(src), impl=kind, **r))
+            rows.append(dict(data="research", jobs_rows=n_jobs, parquet_gb=dir_size_gb(src), impl=kind,
+                             load=os.getloadavg()[0], when=_now(), **r))
         a = pd.read_parquet(work / "research" / "workers_duckdb.parquet")
         b = pd.read_parquet(work / "research" / "workers_pandas.parquet")
         cols = ["piden", "year", "entref", "luref", "lad"]
@@ -236,7 +255,25 @@ def main():
                      f"luref, lad, hw): {same}.")
 
     # population ----------------------------------------------------------------------------------------
-    if not args.skip_population:
+    if args.population_dir:
+        path = tables_dir(Path(args.population_dir))
+        meta_file = Path(args.population_dir) / "meta.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        name = (f"full population, {meta.get('workers', 0):,} workers" if meta.get("fraction") == 1
+                else f"population set {Path(args.population_dir).name}")
+        n_rows = parquet_rows(path / "jobs" if (path / "jobs").is_dir() else path / "jobs.parquet")
+        for kind in ("duckdb", "pandas"):
+            print(time.strftime("%H:%M:%S"), kind, name, "...", flush=True)
+            r = run_child(kind, path, out=(work / "panel_full") if kind == "duckdb" else None,
+                          memory_limit=args.memory_limit_population if kind == "duckdb" else None,
+                          cap_gb=None if kind == "duckdb" else args.pandas_cap_gb,
+                          log_file=(args.log_file or None) if kind == "duckdb" else None)
+            print(time.strftime("%H:%M:%S"), kind, name, r, flush=True)
+            rows.append(dict(data=name, jobs_rows=n_rows, parquet_gb=dir_size_gb(path), impl=kind,
+                             load=os.getloadavg()[0], when=_now(), **r))
+        notes.append(f"Full population: `synthetic.write_population(seed=0)` at fraction 1 "
+                     f"({meta.get('workers', 0):,} workers, {n_rows:,} job rows), linked as written.")
+    if not args.skip_population and not args.population_dir:
         base = work / f"population_base_{args.fraction:g}"
         if not (base / "tables" / "jobs.parquet").exists():
             t0 = time.perf_counter()
@@ -267,7 +304,8 @@ def main():
                           memory_limit=args.memory_limit_population if kind == "duckdb" else None,
                           cap_gb=None if kind == "duckdb" else args.pandas_cap_gb)
             print(kind, name, r, flush=True)
-            rows.append(dict(data=name, jobs_rows=n_rows, parquet_gb=dir_size_gb(path), impl=kind, **r))
+            rows.append(dict(data=name, jobs_rows=n_rows, parquet_gb=dir_size_gb(path), impl=kind,
+                             load=os.getloadavg()[0], when=_now(), **r))
 
     # keep the rows of earlier runs in the same work directory (e.g. --skip-research after a research run)
     cache = work / "results.json"
@@ -301,14 +339,20 @@ def write_results(df, notes, args):
         "panels to Parquet (`output=`). pandas: the same rules in plain pandas (`benchmarks/bench_link.py`), "
         f"capped at {args.pandas_cap_gb:g} GiB of address space so that it fails cleanly.",
         "",
-        "| data | job rows | Parquet (GiB) | implementation | wall time (s) | peak memory (GiB) | worker-years | status |",
-        "|---|---:|---:|---|---:|---:|---:|---|",
+        "| data | job rows | Parquet (GiB) | implementation | wall time (s) | CPU time (s) | peak memory (GiB) "
+        "| worker-years | status | measured (load average) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for r in df.to_dict("records"):
         wy = r.get("workers", float("nan"))
+        cpu = r.get("cpu_seconds", float("nan"))
+        when = r.get("when", float("nan"))
+        load = r.get("load", float("nan"))
         lines.append(
             f"| {r['data']} | {r['jobs_rows']:,} | {r['parquet_gb']:.2f} | {r['impl']} | {r['seconds']:.1f} | "
-            f"{r['peak_gb']:.2f} | {'' if pd.isna(wy) else f'{int(wy):,}'} | {r['status']} |")
+            f"{'' if pd.isna(cpu) else f'{cpu:.0f}'} | {r['peak_gb']:.2f} | "
+            f"{'' if pd.isna(wy) else f'{int(wy):,}'} | {r['status']} | "
+            f"{'' if not isinstance(when, str) else f'{when} ({load:.1f})'} |")
     lines += [""] + notes
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")

@@ -398,3 +398,31 @@ def test_ashe_sample(england):
     full = build_panel(england, trim=None, sample="ashe")
     assert (full.workers["piden"] % 100 == 14).all() and len(full.workers) > 0
     assert _steps(full).loc["ashe_sample", "dropped"] == (england.tables["jobs"]["piden"] % 100 != 14).sum()
+
+
+def test_linking_bucket_by_bucket_gives_the_same_panels(england, tmp_path):
+    """Population-sized jobs are linked in ranges of piden (bucket_rows); the panels and the ledger must be
+    those of one pass over all jobs, with quantile trimming, sample restrictions and Parquet output."""
+    n = len(england.tables["jobs"])
+    default = build_panel(england)
+    for opts in (dict(), dict(full_time_only=True, ages=(22, 60), trim={"min": 5.0}, level="itl3")):
+        one = default if not opts else build_panel(england, **opts)
+        many = build_panel(england, bucket_rows=n // 5, temp_directory=tmp_path / "tmp", **opts)
+        pd.testing.assert_frame_equal(many.workers, one.workers)
+        pd.testing.assert_frame_equal(many.firms, one.firms)
+        pd.testing.assert_frame_equal(many.places, one.places)
+        pd.testing.assert_frame_equal(many.ledger, one.ledger)
+    disk = build_panel(england, bucket_rows=n // 4, output=tmp_path / "panel", temp_directory=tmp_path / "tmp")
+    pd.testing.assert_frame_equal(pd.read_parquet(disk.paths["workers"]), default.workers, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(disk.paths["firms"]), default.firms, check_dtype=False)
+    pd.testing.assert_frame_equal(disk.ledger, default.ledger)
+    assert list((tmp_path / "tmp").iterdir()) == []  # the bucket files are removed
+
+
+def test_bucketing_with_string_person_ids(england):
+    tables = dict(england.tables)
+    tables["jobs"] = tables["jobs"].assign(piden=lambda d: "P" + d["piden"].astype(str))
+    one = build_panel(tables)
+    many = build_panel(tables, bucket_rows=len(tables["jobs"]) // 3)
+    pd.testing.assert_frame_equal(many.workers, one.workers)
+    pd.testing.assert_frame_equal(many.ledger, one.ledger)
