@@ -115,28 +115,34 @@ def test_api_is_additive_and_consistent():
         r.decompose("kss", se=True, level=1.5)
 
 
-def test_confidence_intervals_cover_the_truth():
-    """Fixed design (workers, firms, moves); heteroskedastic errors redrawn: coverage and s.e. vs Monte Carlo s.d."""
-    base = simulate(n_workers=700, years=4, n_firms=70, move=0.15, seed=3)
-    rank = base["psi_true"].rank(method="dense").to_numpy() - 1
-    sd = 0.15 + 0.30 * rank / rank.max()  # the error s.d. of the data-generating process, by firm
-    rng = np.random.default_rng(2024)
-    reps = 200
+def _monte_carlo(base, errors, leave_out, reps, seed):
+    """Redraw the errors ``errors(rng, rows)`` of a fixed design ``reps`` times; KSS estimates with exact leverages
+    and their standard errors. Returns estimates, s.e., the truth, coverage of 95% intervals, mean s.e. over the
+    Monte Carlo s.d., and the estimation sample size."""
+    rng = np.random.default_rng(seed)
     est, se = np.zeros((reps, 3)), np.zeros((reps, 3))
-    tr = None
+    tr = n = None
     for b in range(reps):
         d = base[["worker", "firm", "alpha_true", "psi_true"]].copy()
-        d["y"] = 1 + d["alpha_true"] + d["psi_true"] + sd * rng.standard_normal(len(d))
-        r = akm.fit(d, "y", "worker", "firm", connected="leave_one_out", leave_out="obs")
+        d["y"] = 1 + d["alpha_true"] + d["psi_true"] + errors(rng, len(d))
+        r = akm.fit(d, "y", "worker", "firm", connected="leave_one_out", leave_out=leave_out)
         if tr is None:
-            tr = truth(d.loc[r.to_frame().index])
-            n = r.n_obs
+            tr, n = truth(d.loc[r.to_frame().index]), r.n_obs
         k = r.decompose("kss", leverage="exact", se=True, se_draws=10, seed=b)
         est[b] = [getattr(k, c) for c in COMPS]
         se[b] = [k.se[c] for c in COMPS]
     t = np.array([tr[c] for c in COMPS])
     cover = ((est - 1.96 * se <= t) & (t <= est + 1.96 * se)).mean(0)
-    ratio = se.mean(0) / est.std(0, ddof=1)
+    return est, se, t, cover, se.mean(0) / est.std(0, ddof=1), n
+
+
+def test_confidence_intervals_cover_the_truth():
+    """Fixed design (workers, firms, moves); heteroskedastic errors redrawn: coverage and s.e. vs Monte Carlo s.d."""
+    base = simulate(n_workers=700, years=4, n_firms=70, move=0.15, seed=3)
+    rank = base["psi_true"].rank(method="dense").to_numpy() - 1
+    sd = 0.15 + 0.30 * rank / rank.max()  # the error s.d. of the data-generating process, by firm
+    reps = 200
+    est, se, t, cover, ratio, n = _monte_carlo(base, lambda rng, m: sd * rng.standard_normal(m), "obs", reps, 2024)
     assert n > 2000
     assert np.all((cover >= 0.88) & (cover <= 0.99)), dict(zip(COMPS, cover))
     # measured: coverage 0.96 for all three; s.e. / Monte Carlo s.d. 0.99, 1.03, 1.10. A Monte Carlo s.d. from
@@ -167,24 +173,13 @@ def test_leave_match_out_intervals_under_serial_correlation():
     sd = 0.15 + 0.30 * rank / rank.max()
     match = (base["worker"].to_numpy() * 100_000 + base["firm"].to_numpy())
     match = np.unique(match, return_inverse=True)[1]
-    rng = np.random.default_rng(7)
     reps = 200
-    est, se = np.zeros((reps, 3)), np.zeros((reps, 3))
-    tr = None
-    for b in range(reps):
-        d = base[["worker", "firm", "alpha_true", "psi_true"]].copy()
+
+    def errors(rng, m):  # a match effect with half the variance, then the firm's error s.d.
         u = rng.standard_normal(match.max() + 1)
-        e = np.sqrt(0.5) * u[match] + np.sqrt(0.5) * rng.standard_normal(len(d))
-        d["y"] = 1 + d["alpha_true"] + d["psi_true"] + sd * e
-        r = akm.fit(d, "y", "worker", "firm", connected="leave_one_out", leave_out="match")
-        if tr is None:
-            tr = truth(d.loc[r.to_frame().index])
-        k = r.decompose("kss", leverage="exact", se=True, se_draws=10, seed=b)
-        est[b] = [getattr(k, c) for c in COMPS]
-        se[b] = [k.se[c] for c in COMPS]
-    t = np.array([tr[c] for c in COMPS])
-    cover = ((est - 1.96 * se <= t) & (t <= est + 1.96 * se)).mean(0)
-    ratio = se.mean(0) / est.std(0, ddof=1)
+        return sd * (np.sqrt(0.5) * u[match] + np.sqrt(0.5) * rng.standard_normal(m))
+
+    est, se, t, cover, ratio, _ = _monte_carlo(base, errors, "match", reps, 7)
     assert np.all((cover >= 0.88) & (cover <= 0.99)), dict(zip(COMPS, cover))
     # measured: 1.13, 1.04, 1.06 (slightly conservative for var_alpha); a Monte Carlo s.d. from 200 draws has a
     # relative s.e. of 5%, so allow 4 of them
