@@ -267,6 +267,12 @@ class _Matches:
         self.FtM = sp.csr_matrix((ones, (self.mj, np.arange(nm))), shape=(self.nf, nm))
         self.DtM = sp.csr_matrix((ones, (self.mi, np.arange(nm))), shape=(self.nw, nm))
 
+    def single_precision_system(self):
+        """The firm Laplacian and its Jacobi preconditioner in single precision (for the random-projection solves)."""
+        if not hasattr(self, "_sp32"):
+            self._sp32 = (self.sys.L.astype(np.float32), self.sys.precond.astype(np.float32))
+        return self._sp32
+
     def x_rows(self, idx):
         """Sparse rows x_m = e_j - mbar_i for the matches idx."""
         E = sp.csr_matrix((np.ones(len(idx)), (np.arange(len(idx)), self.mj[idx])), shape=(len(idx), self.nf))
@@ -336,15 +342,9 @@ def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, qui
     Ti_m = mt.T[mt.mi[mov]]
     mi_m = mt.mi[mov]
     Xm = mt.x_rows(mov).astype(np.float32)  # rows x_m = e_j - mbar_i of the mover matches
-    L32 = sys_.L.astype(np.float32)
-    pre32 = sys_.precond.astype(np.float32)
+    L32, pre32 = mt.single_precision_system()
     it_total, worst = 0, 0.0
-    rng_batches = range(0, draws, batch)
-    if not quiet:
-        from tqdm.auto import tqdm
-        rng_batches = tqdm(rng_batches, desc="JLA draws")
-    for b0 in rng_batches:
-        b = min(batch, draws - b0)
+    for b0, b in _batches(draws, batch, quiet, "JLA draws"):
         SR = _rademacher(rng, nm, b) * sq[:, None]
         # P: Y'r = F'W M_D (r / sqrt(c))
         FtSR = mt.FtM @ SR
@@ -387,6 +387,16 @@ def _jla(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, qui
     return P2, Bp, Ba, Bc, info
 
 
+def _batches(draws: int, batch: int, quiet: bool, desc: str):
+    """(first draw, number of draws) of each batch of random-projection draws, with a progress bar unless quiet."""
+    starts = range(0, draws, batch)
+    if not quiet:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc=desc)
+    for b0 in starts:
+        yield b0, min(batch, draws - b0)
+
+
 def _rademacher(rng: np.random.Generator, n: int, b: int, dtype=np.float64) -> np.ndarray:
     """An (n, b) matrix of independent +-1 draws (from random bits: one byte gives eight draws)."""
     bits = np.unpackbits(rng.integers(0, 256, size=(n * b + 7) // 8, dtype=np.uint8))[: n * b]
@@ -409,19 +419,13 @@ def _jla_P(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, q
     YT32 = (Xm.T @ sp.diags(np.sqrt(mt.c[mov]))).tocsr().astype(np.float32)  # Y' (firms x mover matches)
     Xm32 = Xm.astype(np.float32)
     del Xm
-    L32 = mt.sys.L.astype(np.float32)
-    pre32 = mt.sys.precond.astype(np.float32)
+    L32, pre32 = mt.single_precision_system()
     P2 = np.zeros(len(mt.c))
     acc = np.zeros(len(mov))
     if batch is None:
         batch = int(max(8, min(100, 4e7 // max(len(mov), 1))))  # at least 8 columns: sparse products amortise
     it_total, worst = 0, 0.0
-    starts = range(0, draws, batch)
-    if not quiet:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="JLA leverages")
-    for b0 in starts:
-        b = min(batch, draws - b0)
+    for _, b in _batches(draws, batch, quiet, "JLA leverages"):
         rhs = YT32 @ _rademacher(rng, len(mov), b, np.float32)
         V, it, rel = block_pcg(L32.__matmul__, rhs, pre32, tol=max(tol, _JLA_TOL), maxiter=20000)
         it_total += it
