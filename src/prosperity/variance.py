@@ -653,9 +653,7 @@ def _kss_vcov(U: _Units, sigma, draws: int, seed: int, exact_max: int = 0, batch
     est = []
     for b0 in range(0, draws, batch):
         b = min(batch, draws - b0)
-        R = rng.integers(0, 2, size=(U.nu, b), dtype=np.int8).astype(np.float64)
-        R *= 2
-        R -= 1
+        R = _rademacher(rng, U.nu, b)
         R *= sq[:, None]
         G = U.C(R)
         del R
