@@ -315,13 +315,10 @@ class MultiwayResult:
         for name in self.effect_names:
             e = self.effects[name]["effect"]
             lines.append(f"  {name}: {len(e):,} levels, sd of effects {e.std(ddof=0):.4f}")
-        for k, v in self.coef.items():
-            lines.append(f"  {k}: {v:.6f}")
         d = self.diagnostics
-        lines.append(f"  solver: {d['iterations']} CG iterations, relative residual {d['rel_residual']:.1e}, "
-                     f"converged {d['converged']}, {d['seconds']:.2f} s")
-        lines.append(f"  normalisation: {self.normalisation}")
-        return "\n".join(lines)
+        return _summary_text(lines, self.coef, f"{d['iterations']} CG iterations, relative residual "
+                             f"{d['rel_residual']:.1e}, converged {d['converged']}, {d['seconds']:.2f} s",
+                             self.normalisation)
 
     def to_frame(self) -> pd.DataFrame:
         """All effects stacked: columns ``effect_set, id, effect, n_obs``."""
@@ -331,6 +328,13 @@ class MultiwayResult:
             e.insert(0, "effect_set", name)
             parts.append(e)
         return pd.concat(parts, ignore_index=True)
+
+
+def _summary_text(lines: list, coef: pd.Series, solver: str, normalisation: str) -> str:
+    """The common tail of the result summaries: slope coefficients, solver diagnostics, normalisation."""
+    lines = lines + [f"  {k}: {v:.6f}" for k, v in coef.items()]
+    lines += [f"  solver: {solver}", f"  normalisation: {normalisation}"]
+    return "\n".join(lines)
 
 
 def fit_fixed_effects(data: pd.DataFrame, y: str, effects: Sequence[str], controls: Sequence[str] = (),
@@ -530,13 +534,10 @@ class AKMResult:
             f"  R^2 {self.r2:.4f}; RMSE {self.rmse:.4f}; sd(alpha) {self._effect('alpha').std():.4f}; "
             f"sd(psi) {self._effect('psi').std():.4f} (person-year weighted)",
         ]
-        for k, v in self.coef.items():
-            lines.append(f"  {k}: {v:.6f}")
         d = self.diagnostics
-        lines.append(f"  solver: {d.get('iterations')} iterations, relative residual {d.get('rel_residual', float('nan')):.1e}, "
-                     f"{d.get('seconds', float('nan')):.2f} s")
-        lines.append(f"  normalisation: {self.normalisation}")
-        return "\n".join(lines)
+        return _summary_text(lines, self.coef, f"{d.get('iterations')} iterations, relative residual "
+                             f"{d.get('rel_residual', float('nan')):.1e}, {d.get('seconds', float('nan')):.2f} s",
+                             self.normalisation)
 
     def decompose(self, method: str = "plugin", **options):
         """Variance decomposition of ``y`` into worker effects, firm effects, sorting, controls and residual.
