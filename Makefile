@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB := $(BIN)/jupyter-book
 
-.PHONY: book test unit chapters book-strict setup clean bench workshop wheelhouse check-offline
+.PHONY: book test unit chapters book-strict pack setup lab clean bench workshop wheelhouse check-offline
 
 # Create the virtual environment if missing, install the pinned requirements and the package (editable).
 $(STAMP): requirements.txt pyproject.toml
@@ -18,16 +18,43 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
+LAB_STAMP := $(VENV)/.lab-installed
+$(LAB_STAMP): requirements-lab.txt $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-lab.txt
+	$(BIN)/python -m pip check
+	touch $(LAB_STAMP)
+
+## make lab: JupyterLab on the participants' notebooks (the workshop pack's, prose rendered for Jupyter).
+lab: $(LAB_STAMP)
+	$(BIN)/python tools/workshop.py --out workshop --no-zip
+	$(BIN)/jupyter lab workshop/notebooks
+
+SPARK_STAMP := $(VENV)/.spark-installed
+$(SPARK_STAMP): requirements-spark.txt $(STAMP)
+	command -v java >/dev/null || { apt-get update && apt-get install -y --no-install-recommends default-jre-headless; }
+	java -version
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-spark.txt
+	$(BIN)/python -m pip check
+	touch $(SPARK_STAMP)
+
+## make spark: Java (Debian's default-jre-headless when java is absent) and pyspark for the Spark engine.
+.PHONY: spark
+spark: $(SPARK_STAMP)
+
 ## make book: the executed HTML book in _build/html (execution cached for fast rebuilds).
 book: $(STAMP)
 	$(JB) build . --keep-going
 	@echo "Open _build/html/index.html"
 
-## make test: unit tests, every chapter through nbval, and a strict clean build of the book.
-test: unit chapters book-strict
+## make test: unit tests, every chapter through nbval, a strict clean build of the book, the participants' pack.
+test: unit chapters book-strict pack
 
 unit: $(STAMP)
-	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q
+	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q -m "not pack"
+
+## make pack: the participants' notebooks (rendered from the book build's executed chapters) run cell by cell.
+pack: $(STAMP)
+	$(BIN)/python -m pytest tests/test_pack.py -q -m pack
 
 chapters: $(STAMP)
 	$(BIN)/python -m pytest notebooks -q --nbval-lax --nbval-current-env
@@ -52,3 +79,11 @@ check-offline: $(STAMP)
 clean:
 	$(JB) clean . --all || rm -rf _build
 	rm -rf .pytest_cache workshop wheelhouse
+
+## make browser: Debian's Chromium and chromedriver for the headless-browser test of the district explorer
+## (tests/test_explorer.py), installed with apt-get where /usr/bin/chromium is absent.
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi

@@ -1,2 +1,2 @@
-"""Root pytest configuration: chapters (jupytext MyST-Markdown) are collected by prosperity.testing."""
-pytest_plugins = ["prosperity.testing"]
+"""Root pytest configuration: chapters (jupytext MyST-Markdown) are collected by tests/nbchapters.py."""
+pytest_plugins = ["tests.nbchapters"]

@@ -1,7 +1,7 @@
 """Benchmark: AKM plug-in fit, leave-one-out connected set and KSS correction against pyfixest and pytwoway.
 
 Every measurement runs in its own fresh process (so peak memory is that step's own high-water mark), on the same
-simulated panel (``tests/_twoway_dgp.simulate``: 10 years, about 10 workers per firm-year, 10% of workers moving
+simulated panel (``prosperity.testing.simulate``: 10 years, about 10 workers per firm-year, 10% of workers moving
 each year, heteroskedastic errors), saved once per size to ``/tmp/bench_akm`` as ``.npz``. Reported per step:
 wall time, CPU time (user + system, children included) and peak resident memory (``ru_maxrss``; the panel
 itself is included: see the ``load`` row for the baseline of loading it).
@@ -26,7 +26,7 @@ needs: ``python3.11 -m venv /tmp/tw && /tmp/tw/bin/pip install pytwoway==0.3.21 
 'scipy<1.14' 'pyamg<5.3'``.
 
 Panels above 20M rows are simulated in blocks of a million workers with the same firms
-(``tests/_twoway_dgp.simulate_blocks``) and stored with int32 ids, so that generating them needs no more memory
+(``prosperity.testing.simulate_blocks``) and stored with int32 ids, so that generating them needs no more memory
 than the panel itself.
 
 Usage: ``nice -n 10 .venv/bin/python benchmarks/bench_akm.py --rows 1000000 5000000 [--skip pf_default]
@@ -49,7 +49,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = Path("/tmp/bench_akm")
-BLOCKS_FROM = 20_000_000  # larger panels are simulated in blocks of workers (tests/_twoway_dgp.simulate_blocks)
+BLOCKS_FROM = 20_000_000  # larger panels are simulated in blocks of workers (prosperity.testing.simulate_blocks)
 OURS = ["ours_fit", "ours_loo", "ours_fit_loo", "ours_kss", "ours_kss_se"]
 PYFIXEST = ["pf_lsmr", "pf_default"]
 PYTWOWAY = ["tw_fit", "tw_loo", "tw_kss"]
@@ -62,8 +62,7 @@ def data_path(rows: int) -> Path:
 def make_data(rows: int) -> Path:
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from _twoway_dgp import simulate
+    from prosperity.testing import simulate
 
     p = data_path(rows)
     if p.exists():
@@ -78,7 +77,7 @@ def make_data(rows: int) -> Path:
         return p
     # very large panels: the same DGP in blocks of a million workers (same firms), ids stored as int32, so that
     # generating them does not need several copies of the panel in memory
-    from _twoway_dgp import simulate_blocks
+    from prosperity.testing import simulate_blocks
 
     w, f = np.empty(rows, np.int32), np.empty(rows, np.int32)
     t, y = np.empty(rows, np.int32), np.empty(rows)

@@ -89,7 +89,7 @@ def run_step(step: str, path: str) -> dict:
             out["n_obs"] = pe.identification["n_obs"]
             out["n_places"] = pe.identification["n_places"]
             out["iterations"] = pe.identification["solver"]["iterations"]
-            pe.effects.to_parquet(DATA / "ours_b_effects.parquet", index=False)
+            pe.table.to_parquet(DATA / "ours_b_effects.parquet", index=False)
             pe.rows[["piden", "year"]].to_parquet(DATA / "ours_b_sample.parquet", index=False)
         elif step == "ours_a":
             places.place_effects(w, model="worker+place", controls=["agesq"])
@@ -97,10 +97,10 @@ def run_step(step: str, path: str) -> dict:
             places.place_effects(w, model="worker+place×industry", controls=["agesq"])
         elif step == "ours_decompose":
             dec = places.decompose_gaps(w, controls=["agesq"], seed=0)
-            out["shares"] = {k: round(float(v), 4) for k, v in dec.shares().items()}
+            out["shares"] = {r.component: round(float(r.share), 4) for r in dec.shares().itertuples()}
         elif step == "ours_se":
             pe = places.place_effects(w, controls=["agesq"], se=True, folds=10)
-            out["median_se"] = float(pe.effects["se"].median())
+            out["median_se"] = float(pe.table["se"].median())
     elif step.startswith("pf_b"):
         import pyfixest as pf
 

@@ -3,6 +3,8 @@
 Each measurement runs in its own Python process (so peak memory, ``ru_maxrss``, is that run's alone):
 
 - ``england("workshop")`` and ``england("research")`` in memory;
+- ``to_parquet`` and ``load`` of the research England: the atomic write (temporary folder, manifest with a SHA-256
+  of every file, rename) and the verified read (sizes, row counts and checksums checked before reading);
 - ``write_population`` streaming to Parquet: the England-sized firm population (2.25 million enterprises) is
   always generated in full, and a stated fraction of the 27 million workers is streamed through the same
   block code. Two fractions give the fixed cost (firms, firm tables) and the cost per worker, from which the
@@ -38,6 +40,14 @@ if kind == "england":
     se = synthetic.england(size=arg["size"], seed=0)
     rows = {k: len(v) for k, v in se.tables.items()}
     extra = {"person_years": len(se.truth.person_years)}
+elif kind == "io":
+    se = synthetic.england(size=arg["size"], seed=0)
+    rows = {k: len(v) for k, v in se.tables.items()}
+    extra = {"person_years": len(se.truth.person_years)}
+    for step, call in (("write", lambda: se.to_parquet(arg["dir"])), ("load", lambda: synthetic.load(arg["dir"]))):
+        t, c = time.perf_counter(), time.process_time()
+        call()
+        extra[step] = {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c}
 else:
     out = synthetic.write_population(arg["dir"], seed=0, fraction=arg["fraction"], block_size=arg["block"], quiet=True)
     rows = out.rows
@@ -69,6 +79,10 @@ def main():
     for size in ("workshop", "research"):
         res[size] = run("england", {"size": size})
         print(size, res[size], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        io = run("io", {"size": "research", "dir": str(Path(tmp) / "research")})
+        io["mib"] = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / 2**20
+    print("io", io, flush=True)
     pops = []
     for f in args.fractions:
         with tempfile.TemporaryDirectory() as tmp:
@@ -106,6 +120,9 @@ def main():
         lines.append(f"| `england(\"{size}\")` in memory | {dict(workshop=30_000, research=270_000)[size]:,} | "
                      f"{r['person_years']:,} | {r['rows']['jobs']:,} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
                      f"{r['peak_mib']:.0f} |")
+    for step, call in (("write", "`to_parquet` (atomic, manifest)"), ("load", "`load` (verified)")):
+        lines.append(f"| research England: {call}, {io['mib']:.0f} MiB | 270,000 | {io['person_years']:,} | "
+                     f"{io['rows']['jobs']:,} | {io[step]['seconds']:.1f} | {io[step]['cpu_seconds']:.1f} | |")
     for p in pops:
         lines.append(f"| `write_population(fraction={p['fraction']})`, blocks of {args.block:,} | {p['workers']:,} | "
                      f"{p['person_years']:,} | {p['rows']['jobs']:,} | {p['seconds']:.1f} | {p['cpu_seconds']:.1f} | "

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _twoway_dgp import simulate
+from prosperity.testing import simulate
 from prosperity import akm
 
 
@@ -45,7 +45,7 @@ def test_multiway_matches_dense_least_squares():
     for e in ("firm", "lad"):
         t = res.effects[e]
         assert abs(np.average(t["effect"], weights=t["n_obs"])) < 1e-10
-    assert set(res.to_frame()["effect_set"]) == {"worker", "firm", "lad"}
+    assert set(res.to_frame()["effect_set"]) == {"worker", "firm", "lad"} and res.table.equals(res.to_frame())
     assert "CG iterations" in res.summary()
 
 
@@ -58,6 +58,9 @@ def test_fit_recovers_truth_and_normalisation(small):
     assert np.corrcoef(fr["psi"], truth)[0, 1] > 0.9
     assert len(r.worker_effects) == fr["worker"].nunique() and list(r.firm_effects.columns) == ["firm", "psi", "n_obs"]
     assert "connected set" in r.summary()
+    # the result pattern: table is the person-year frame, built on demand; repr shows the summary
+    assert r.table.equals(fr) and r.to_frame() is not r.to_frame()
+    assert r.summary() in repr(r) and "converged True" in r.summary()
 
 
 def test_backends_agree(small):
@@ -86,7 +89,7 @@ def test_controls_and_other_components_recorded(small):
 def test_bad_input():
     df = simulate(n_workers=50, years=3, n_firms=5, seed=0)
     df.loc[7, "y"] = np.nan
-    with pytest.raises(ValueError, match=r"data\.y has 1 missing.*worker = \["):
+    with pytest.raises(ValueError, match=r"table 'data', column 'y': 1 missing.*\(e\.g\. worker \[2\]\)"):
         akm.fit(df, "y", "worker", "firm")
     with pytest.raises(KeyError, match="no column"):
         akm.fit_fixed_effects(df, "y", ["worker", "plant"])

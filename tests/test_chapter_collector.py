@@ -1,8 +1,12 @@
-"""The chapter collector (prosperity.testing) must turn a failing assertion in a chapter into a failing test."""
+"""The chapter collector (tests/nbchapters.py) must turn a failing assertion in a chapter into a failing test."""
 
 import subprocess
 import sys
+import os
 import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HEADER = textwrap.dedent(
     """\
@@ -29,9 +33,10 @@ def _chapter(cells):
 
 
 def _run(tmp_path, *args):
-    cmd = [sys.executable, "-m", "pytest", "-p", "prosperity.testing", "--nbval-lax", "--nbval-current-env",
+    cmd = [sys.executable, "-m", "pytest", "-p", "tests.nbchapters", "--nbval-lax", "--nbval-current-env",
            "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), *args]
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_failing_assertion_fails_the_chapter(tmp_path):

@@ -28,7 +28,7 @@ def test_components_and_largest_set():
     assert set(cs.data["f"]) == set("ABCDEF")
     assert cs.ledger.loc[0, "dropped"] == 4 and cs.ledger.loc[0, "firms_dropped"] == 2
     assert cs.ledger["rows_out"].iloc[-1] == len(cs.data)
-    assert cs.summary.loc["components", "input"] == 2 and cs.summary.loc["components", "kept"] == 1
+    assert cs.counts.loc["components", "input"] == 2 and cs.counts.loc["components", "kept"] == 1
 
 
 def test_articulation_worker_removed_and_larger_side_kept():
@@ -80,9 +80,16 @@ def test_single_observation_and_single_match_workers():
     df = panel(sp)
     obs = network.leave_one_out_set(df, "w", "f", leave_out="obs")
     assert 30 not in set(obs.data["w"]) and 8 in set(obs.data["w"])
+    # leave-match-out keeps stayers with two or more rows (KSS; LeaveOutTwoWay; bipartitepandas) and drops the
+    # single-row worker: the same sample as leave-obs-out (fails on HEAD 6a07b8d, which dropped every stayer)
     match = network.leave_one_out_set(df, "w", "f", leave_out="match")
-    assert 8 not in set(match.data["w"])  # a stayer has a single match
-    assert set(match.data["w"]) == {1, 2, 3}
+    assert 8 in set(match.data["w"]) and 30 not in set(match.data["w"])
+    assert match.data.equals(obs.data) and match.leave_out == "match"
+    assert network.leave_one_out_set(df, "w", "f", leave_out="worker").data.equals(match.data)  # alias
+    # the movers-only sample of earlier versions, under its own name: every single-match worker goes
+    movers_only = network.leave_one_out_set(df, "w", "f", leave_out="match_movers")
+    assert set(movers_only.data["w"]) == {1, 2, 3}
+    assert movers_only.ledger["step"].str.startswith("single-match workers").any()
 
 
 def test_movers_and_summary():
@@ -96,9 +103,9 @@ def test_movers_and_summary():
 def test_bad_input_names_column_and_ids():
     df = panel(BASE)
     df.loc[3, "f"] = None
-    with pytest.raises(ValueError, match=r"data\.f has 1 missing"):
+    with pytest.raises(ValueError, match=r"table 'data', column 'f': 1 missing.*\(e\.g\. w \[2\]\)"):
         network.connected_set(df, "w", "f")
-    with pytest.raises(KeyError, match="no column 'firm'"):
+    with pytest.raises(KeyError, match=r"column 'firm': no column\(s\) \['firm'\]"):
         network.connected_set(panel(BASE), "w", "firm")
     with pytest.raises(ValueError, match="leave_out"):
         network.connected_set(panel(BASE), "w", "f", leave_out="year")
@@ -232,7 +239,7 @@ def _brute_loo(df, leave_out):
         if ap:
             keep = largest(keep - ap)
             continue
-        single = {w for w in keep if (n_obs[w] if leave_out == "obs" else n_match[w]) == 1}
+        single = {w for w in keep if (n_match[w] if leave_out == "match_movers" else n_obs[w]) == 1}
         if single:
             keep = largest(keep - single)
             continue
@@ -256,7 +263,7 @@ def _random_panel(rng):
     return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
 
 
-@pytest.mark.parametrize("leave_out", [None, "obs", "match"])
+@pytest.mark.parametrize("leave_out", [None, "obs", "match", "match_movers"])
 def test_leave_one_out_set_matches_brute_force_on_random_networks(leave_out):
     rng = np.random.default_rng(11)
     n_pruned = 0
@@ -345,3 +352,90 @@ def test_tie_between_components_goes_to_the_firm_seen_first(ids):
     cs = network.connected_set(df, "w", "f")
     assert set(cs.data["w"]) == {7, 8}
     assert network.connected_set(df.iloc[::-1], "w", "f").data["w"].isin([3, 4]).all()
+
+
+def test_connected_set_is_a_result_with_counts_and_a_text_summary():
+    # HEAD 6a07b8d: ConnectedSet.summary was a DataFrame field and the class was not a Result
+    from prosperity._results import Result
+
+    cs = network.leave_one_out_set(panel(BASE), "w", "f")
+    assert isinstance(cs, Result) and isinstance(cs.counts, pd.DataFrame)
+    assert list(cs.counts.columns) == ["input", "kept"] and cs.counts.loc["workers", "input"] == 11
+    text = cs.summary()
+    assert "leave-one-out connected set (leave_out='obs', pruning='kss')" in text and "workers: 4 kept of 11" in text
+    assert text in repr(cs)
+    assert cs.table is cs.ledger and cs.to_frame().equals(cs.ledger) and cs.to_frame() is not cs.ledger
+
+
+@pytest.mark.parametrize("leave_out", [None, "obs", "match_movers"])
+def test_prune_on_integer_codes_is_the_kernel_of_connected_set(leave_out):
+    # the integer kernel used by akm.fit: same kept workers, ledger and counts as the DataFrame API, for any coding
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        df = _random_panel(rng)
+        cs = network.connected_set(df, "w", "f", leave_out=leave_out)
+        wc, wid = pd.factorize(df["w"], sort=True)
+        fc, fid = pd.factorize(df["f"], sort=True)
+        pr = network.prune(wc.astype(np.int32), fc.astype(np.int32), len(wid), len(fid), leave_out)
+        assert set(wid[pr.keep]) == set(cs.data["w"])
+        assert pr.ledger.equals(cs.ledger) and pr.counts.equals(cs.counts) and pr.iterations == cs.iterations
+
+
+def test_match_pruning_keeps_the_connected_part_of_an_articulation_workers_history():
+    # worker 40 works at A, B and P; P (with stayer 41) hangs on 40 alone. The KSS rule drops 40 whole; the
+    # bipartitepandas rule (pruning="matches") cuts only the bridge match (40, P): 40 keeps her rows at A and B
+    sp = dict(BASE)
+    del sp[7]
+    sp[40] = ["A", "B", "P"]
+    sp[41] = ["P", "P"]
+    df = panel(sp)
+    kss = network.leave_one_out_set(df, "w", "f")
+    assert 40 not in set(kss.data["w"]) and kss.pruning == "kss"
+    m = network.connected_set(df, "w", "f", leave_out="obs", pruning="matches")
+    assert set(m.data.loc[m.data["w"] == 40, "f"]) == {"A", "B"} and "P" not in set(m.data["f"])
+    assert set(m.data["w"]) == set(kss.data["w"]) | {40} and len(m.data) == len(kss.data) + 2
+    assert m.ledger["step"].str.startswith("articulation matches").any() and "pruning='matches'" in m.summary()
+    assert m.ledger["dropped"].sum() == len(df) - len(m.data)
+    # the only link between the two triangles (worker 7: C, D) has two bridge matches: she keeps her C row, the
+    # side with more rows, and then goes as a single-observation worker: the same sample as the KSS rule
+    both = network.connected_set(panel(BASE), "w", "f", leave_out="obs", pruning="matches")
+    assert set(both.data["w"]) == {1, 2, 3, 8}
+    assert "single-observation workers, round 2" in both.ledger["step"].tolist()
+    with pytest.raises(ValueError, match="pruning"):
+        network.connected_set(df, "w", "f", leave_out="obs", pruning="spells")
+
+
+def _brute_bridges(pairs):
+    """Distinct (worker, firm) matches of movers whose removal disconnects the firms of the kept rows."""
+    firms_of = {}
+    for w, f in pairs:
+        firms_of.setdefault(w, set()).add(f)
+    all_firms = {f for _, f in pairs}
+    out = set()
+    for w, fs in firms_of.items():
+        if len(fs) < 2:
+            continue
+        for f in fs:
+            rest = [(a, b) for a, b in pairs if (a, b) != (w, f)]
+            comp = _brute_components(rest, {a for a, _ in rest})
+            if len({comp.get(x, ("alone", x)) for x in all_firms}) > 1:
+                out.add((w, f))
+    return out
+
+
+def test_match_pruning_leaves_no_bridge_on_random_networks():
+    rng = np.random.default_rng(21)
+    n_cut = n_more = 0
+    for _ in range(120):
+        df = _random_panel(rng)
+        m = network.connected_set(df, "w", "f", leave_out="obs", pruning="matches")
+        kss = network.connected_set(df, "w", "f", leave_out="obs")
+        assert m.ledger["dropped"].sum() == len(df) - len(m.data)
+        n_cut += m.ledger["step"].str.startswith("articulation matches").any()
+        if len(m.data):
+            pairs = list(zip(m.data["w"], m.data["f"]))
+            assert not _brute_bridges(pairs)  # the defining property: no single match disconnects the firms
+            assert len(set(_brute_components(pairs, set(m.data["w"])).values())) == 1
+            assert m.data.groupby("w").size().min() >= 2  # the worker rule still holds
+        n_more += len(m.data) > len(kss.data)
+    assert n_cut > 20 and n_more > 10  # the rule is exercised, and often keeps more rows than the KSS rule

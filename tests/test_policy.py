@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prosperity import places, policy
+from prosperity import brief, places, policy
+from prosperity._results import Result
 
 COMP = list(places.COMPONENTS)
 
@@ -81,32 +82,32 @@ def test_counterfactuals_keep_england_mean_and_shrink_dispersion():
 
 def test_bad_input_names_table_column_and_ids():
     f = _frame()
-    with pytest.raises(KeyError, match=r"decomposition has no column\(s\) \['industry_mix'\]"):
+    with pytest.raises(KeyError, match=r"table 'decomposition', column 'industry_mix': no column\(s\) \['industry_mix'\]"):
         policy.counterfactual_gaps(f.drop(columns="industry_mix"))
     # the counts are optional for counterfactuals (carried when present) but a brief needs them for SDC
     assert "n_firms" not in policy.counterfactual_gaps(f.drop(columns="n_firms")).columns
-    with pytest.raises(KeyError, match=r"decomposition has no column\(s\) \['n_firms'\]"):
-        policy.region_brief(f.drop(columns="n_firms"), "R1")
+    with pytest.raises(KeyError, match=r"table 'decomposition', column 'n_firms': no column"):
+        brief.region_brief(f.drop(columns="n_firms"), "R1")
     g = f.copy()
     g.loc[1, "people"] = np.nan
-    with pytest.raises(ValueError, match=r"decomposition\.people has 1 missing value.*R2"):
+    with pytest.raises(ValueError, match=r"table 'decomposition', column 'people': 1 missing.*\(e.g. region \['R2'\]\)"):
         policy.counterfactual_gaps(g)
     g = f.copy()
     g.loc[0, "place"] += 0.01
-    with pytest.raises(ValueError, match=r"do not add up to column 'gap' for region \['R1'\]"):
+    with pytest.raises(ValueError, match=r"column 'gap': the components .* do not add up to the gap.*\(e.g. region \['R1'\]\)"):
         policy.counterfactual_gaps(g)
     g = pd.concat([f, f.iloc[[1]]], ignore_index=True)
-    with pytest.raises(ValueError, match=r"decomposition\.region must be unique.*R2"):
+    with pytest.raises(ValueError, match=r"table 'decomposition', column 'region': 2 rows share a key.*R2"):
         policy.levers(g)
     g = f.astype({"n_people": float})
     g.loc[0, "n_people"] = 2.5
-    with pytest.raises(ValueError, match=r"decomposition\.n_people must hold non-negative whole counts.*R1"):
+    with pytest.raises(ValueError, match=r"column 'n_people': 1 value\(s\) that are not non-negative whole counts.*\['R1'\]"):
         policy.counterfactual_gaps(g)
     with pytest.raises(ValueError, match="unknown component.*skills"):
         policy.counterfactual_gaps(f, ("skills",))
-    with pytest.raises(KeyError, match="decomposition has no region 'R9'"):
-        policy.region_brief(f, "R9")
-    with pytest.raises(KeyError, match="no place column"):
+    with pytest.raises(KeyError, match="column 'region': no region 'R9'"):
+        brief.region_brief(f, "R9")
+    with pytest.raises(KeyError, match="table 'decomposition': no place column"):
         policy.counterfactual_gaps(f.rename(columns={"region": "area"}))
     with pytest.raises(TypeError, match="GapDecomposition or a DataFrame"):
         policy.counterfactual_gaps([1, 2])
@@ -127,14 +128,46 @@ def test_levers_rank_components():
     assert r["share_abs"].sum() == pytest.approx(1.0)
     assert "people" in lv.summary()
     lv2 = policy.levers(_frame(), components=("place", "industry_mix"))
-    assert lv2.frame.set_index("region").loc["R1", "dominant"] == "industry_mix"
+    assert lv2.table.set_index("region").loc["R1", "dominant"] == "industry_mix"
     with pytest.raises(ValueError, match="both regression= and characteristics="):
         policy.levers(_frame(), characteristics=pd.DataFrame())
 
 
+def test_results_follow_the_house_pattern_and_vocabulary():
+    f = _frame()
+    lv = policy.levers(f)
+    assert isinstance(lv, Result) and repr(lv).startswith("<prosperity.policy.Levers>")
+    assert lv.to_frame() is not lv.table and lv.to_frame().equals(lv.table)
+    b = brief.region_brief(f, "R1")
+    assert isinstance(b, Result) and b.to_frame().equals(b.table) and "section" in b.table
+    assert not hasattr(policy, "region_brief")  # briefs live in prosperity.brief
+    cf = policy.counterfactual_gaps(f, policy.SCENARIOS)
+    by_obs = policy.dispersion(cf, weights="n_obs")
+    by_people = policy.dispersion(cf, weights="n_people")
+    assert not np.allclose(by_obs["sd_gap"], by_people["sd_gap"])
+    with pytest.raises(KeyError, match="table 'counterfactuals', column 'w'"):
+        policy.dispersion(cf, weights="w")
+    with pytest.raises(TypeError):
+        policy.place_channels(f, None, pd.DataFrame(), weights=pd.DataFrame())  # renamed to district_weights
+
+
+def test_brief_is_gathered_checked_and_rendered_in_separate_steps():
+    f = _frame()
+    inputs = brief.gather(f, "R2", names={"R2": "Northshire"})
+    assert inputs.name == "Northshire" and inputs.cell["gap"].item() == pytest.approx(f.loc[1, "gap"])
+    assert list(inputs.ranking["component"])[0] == "people" and len(inputs.counterfactuals) == 4
+    cells = brief.check_cells(inputs)
+    assert cells["A"]["status"] == "pass"
+    # rendering trusts the cells it is given: a failing source cell suppresses every number drawn from it
+    failing = {"A": {**cells["A"], "status": "suppressed", "reason": "checker said no"}}
+    md = brief.render(inputs, failing).markdown
+    assert f"{f.loc[1, 'gap']:+.3f}" not in md and "suppressed: checker said no" in md
+    assert brief.render(inputs, cells).markdown == brief.region_brief(f, "R2", names={"R2": "Northshire"}).markdown
+
+
 def test_brief_contains_the_computed_numbers():
     f = _frame()
-    b = policy.region_brief(f, "R2", names={"R2": "Northshire"})
+    b = brief.region_brief(f, "R2", names={"R2": "Northshire"})
     md = b.markdown
     assert md.startswith("### Northshire: one-page brief")
     gap = f.loc[1, "gap"]
@@ -161,9 +194,9 @@ def test_brief_contains_the_computed_numbers():
 def test_brief_suppresses_disclosive_cells():
     f = _frame()
     f.loc[1, "n_firms"] = 4
-    b = policy.region_brief(f, "R2")
+    b = brief.region_brief(f, "R2")
     assert not b.passed
-    assert (b.numbers["text"] == "[suppressed]").all()
+    assert (b.table["text"] == "[suppressed]").all()
     assert f"{f.loc[1, 'gap']:+.3f}" not in b.markdown
     assert "4 enterprises < 10" in b.cells.set_index("cell").loc["A", "reason"]
     assert "suppressed: 4 enterprises < 10" in b.markdown
@@ -172,10 +205,10 @@ def test_brief_suppresses_disclosive_cells():
 
     from prosperity import sdc
 
-    b2 = policy.region_brief(f, "R2", rules=dataclasses.replace(sdc.ONS_SRS, min_firms=3))
+    b2 = brief.region_brief(f, "R2", rules=dataclasses.replace(sdc.ONS_SRS, min_firms=3))
     assert b2.passed
     with pytest.raises(ValueError, match="rules must be"):
-        policy.region_brief(f, "R2", rules="moon")
+        brief.region_brief(f, "R2", rules="moon")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -224,7 +257,7 @@ def test_place_channels_add_up_to_the_place_component(fitted):
     ch = policy.place_channels(reg, cr, Z)
     assert set(ch["channel"]) == {"transport_access", "amenities", "unexplained"}
     tot = ch.groupby("region")["contribution"].sum()
-    place = reg.frame.set_index("region")["place"]
+    place = reg.table.set_index("region")["place"]
     np.testing.assert_allclose(tot.reindex(place.index), place, atol=1e-15)
     # by hand: gamma * (person-year-weighted mean of z in the region - England's)
     rows = reg.effects.rows.merge(Z, on="lad")
@@ -236,12 +269,12 @@ def test_place_channels_add_up_to_the_place_component(fitted):
     assert lo <= got <= hi
     # the same from the frame with explicit weights
     wt = rows.groupby(["region", "lad"]).size().rename("n_obs").reset_index()
-    ch2 = policy.place_channels(reg.frame, cr, Z, weights=wt)
+    ch2 = policy.place_channels(reg.table, cr, Z, district_weights=wt)
     np.testing.assert_allclose(ch2["contribution"], ch["contribution"], atol=1e-15)
-    with pytest.raises(ValueError, match=r"characteristics has no values .* for lad \['L5'\]"):
+    with pytest.raises(ValueError, match=r"table 'characteristics', column 'lad': no values .*\(e.g. lad \['L5'\]\)"):
         policy.place_channels(reg, cr, Z.iloc[:5])
-    with pytest.raises(ValueError, match="do not add up to decomposition.n_obs for region"):
-        policy.place_channels(reg.frame, cr, Z, weights=wt.assign(n_obs=wt["n_obs"] + 1))
+    with pytest.raises(ValueError, match="table 'district_weights', column 'n_obs': person-years by district do not add up"):
+        policy.place_channels(reg.table, cr, Z, district_weights=wt.assign(n_obs=wt["n_obs"] + 1))
 
 
 def test_over_time_and_full_brief(fitted):
@@ -254,9 +287,9 @@ def test_over_time_and_full_brief(fitted):
     dec0 = roll.decompositions[0]
     direct = places.decompose_gaps(w[w["year"] <= 2012], level="region", effects=dec0.effects, correct=False)
     np.testing.assert_allclose(ot[ot["window"] == "2010-2012"][COMP].to_numpy(),
-                               direct.frame[COMP].to_numpy(), atol=1e-14)
+                               direct.table[COMP].to_numpy(), atol=1e-14)
     lv = policy.levers(reg, regression=cr, characteristics=Z)
-    b = policy.region_brief(reg, "RA", levers=lv, windows=roll, names={"RA": "Region A"})
+    b = brief.region_brief(reg, "RA", levers=lv, windows=roll, names={"RA": "Region A"})
     md = b.markdown
     assert "**Over time** (cells W1–W2)" in md
     ra = ot[ot["region"] == "RA"]
@@ -265,16 +298,16 @@ def test_over_time_and_full_brief(fitted):
     assert set(b.cells["cell"]) == {"A", "W1", "W2", "R"}
     # 6 districts, 3 coefficients: 3 residual df < 10, so the channel numbers are suppressed, the rest not
     assert b.cells.set_index("cell").loc["R", "status"] == "suppressed"
-    ch = b.numbers[b.numbers["section"] == "place channels"]
+    ch = b.table[b.table["section"] == "place channels"]
     assert len(ch) and (ch["text"] == "[suppressed]").all()
-    assert (b.numbers.loc[b.numbers["section"] != "place channels", "sdc"] == "pass").all()
+    assert (b.table.loc[b.table["section"] != "place channels", "sdc"] == "pass").all()
     # with rules that allow 3 residual df, the channels are printed
     import dataclasses
 
     from prosperity import sdc
 
-    b3 = policy.region_brief(reg, "RA", levers=lv, windows=ot, rules=dataclasses.replace(sdc.ONS_SRS, min_dof=3))
+    b3 = brief.region_brief(reg, "RA", levers=lv, windows=ot, rules=dataclasses.replace(sdc.ONS_SRS, min_dof=3))
     c = lv.channels.query("region == 'RA' and channel == 'transport_access'")["contribution"].item()
     assert f"transport access {c:+.3f}" in b3.markdown and b3.passed
     with pytest.raises(ValueError, match="levers are for 'lad'"):
-        policy.region_brief(reg, "RA", levers=policy.levers(roll.decompositions[0]))
+        brief.region_brief(reg, "RA", levers=policy.levers(roll.decompositions[0]))

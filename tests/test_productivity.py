@@ -3,11 +3,15 @@ parameters on small simulated data, and errors that name the table, column and i
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from prosperity import productivity as pr
+from prosperity import classifications, productivity as pr
+from prosperity._checks import InputError, MissingColumnError
+from prosperity._results import Result
 
 RTOL = 1e-12
 
@@ -126,25 +130,25 @@ def test_olley_pakes_weights_equal_replicated_firms():
 def test_decompose_productivity_adds_up_and_matches_direct_computation():
     register, sites, accounts = random_world(seed=3)
     dw = pr.design_weights(register, accounts, industry="industry")
-    assert (dw.weights["weight"] >= 1).all()
-    ap = pr.apportion_gva(accounts, sites, register, place="region", weights=dw.weights)
-    dec = pr.decompose_productivity(ap.units, place="region", by="year")
+    assert (dw.table["weight"] >= 1).all()
+    ap = pr.apportion_gva(accounts, sites, register, level="region", design=dw)
+    dec = pr.decompose_productivity(ap.table, level="region", by="year")
     t = dec.table
     parts = t[list(dec.components)].sum(axis=1)
     np.testing.assert_allclose(parts, t["gap"], rtol=0, atol=1e-9 * t["national"].abs().max())
     np.testing.assert_allclose(t[[f"relative_{c}" for c in dec.components]].sum(axis=1), t["relative_gap"],
                                rtol=0, atol=1e-12)
     # place productivity = the direct firm-by-firm computation
-    direct = direct_place_productivity(register, sites, accounts, dw.weights)
+    direct = direct_place_productivity(register, sites, accounts, dw.table)
     got = t.set_index(["year", "region"])["productivity"]
     assert set(got.index) == set(direct.index)
     np.testing.assert_allclose(got.loc[direct.index].to_numpy(), direct.to_numpy(), rtol=1e-12)
     # national = total weighted GVA / total weighted employment of the apportioned units
-    u = ap.units
+    u = ap.table
     nat = (u.weight * u.gva).groupby(u.year).sum() / (u.weight * u.employment).groupby(u.year).sum()
     np.testing.assert_allclose(t.groupby("year")["national"].first().to_numpy(), nat.to_numpy(), rtol=1e-12)
     # the within-industry term of shift_share = firm_within + allocation
-    ss = pr.shift_share(ap.units, place="region", by="year").table
+    ss = pr.shift_share(ap.table, level="region", by="year").table
     np.testing.assert_allclose(ss["within_industry"], t["firm_within"] + t["allocation"], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(ss["industry_mix"], t["industry_mix"], rtol=1e-12)
     # the Olley-Pakes table by place adds up too, and its productivity is the place productivity
@@ -156,7 +160,7 @@ def test_decompose_productivity_adds_up_and_matches_direct_computation():
         m = (t[c] * t["employment"]).groupby(t["year"]).sum() / t.groupby("year")["employment"].sum()
         np.testing.assert_allclose(m, 0, atol=1e-9 * t["national"].max())
     assert "industry mix" in dec.summary()
-    assert dec.variance_shares()["share"].sum() == pytest.approx(1.0)
+    assert dec.shares()["share"].sum() == pytest.approx(1.0)
 
 
 def test_apportion_conserves_gva_and_lists_exclusions():
@@ -166,8 +170,8 @@ def test_apportion_conserves_gva_and_lists_exclusions():
     extra = pd.DataFrame({"entref": list(zero["entref"]) + [999_999], "year": list(zero["year"]) + [2019],
                           "gva": [50.0] * (len(zero) + 1)})
     acc = pd.concat([accounts, extra], ignore_index=True)
-    ap = pr.apportion_gva(acc, sites, register, place="region")
-    placed = ap.units.groupby(["entref", "year"])["gva"].sum()
+    ap = pr.apportion_gva(acc, sites, register, level="region")
+    placed = ap.table.groupby(["entref", "year"])["gva"].sum()
     src = acc.set_index(["entref", "year"])["gva"]
     np.testing.assert_allclose(placed.to_numpy(), src.loc[placed.index].to_numpy(), rtol=1e-12)
     assert len(placed) + len(ap.excluded) == len(acc)
@@ -176,7 +180,7 @@ def test_apportion_conserves_gva_and_lists_exclusions():
     if len(zero):
         assert "no local-unit employment to apportion GVA to" in reasons
     # a multi-site enterprise's sites all get its GVA per worker
-    u = ap.units.assign(p=ap.units.gva / ap.units.employment)
+    u = ap.table.assign(p=ap.table.gva / ap.table.employment)
     spread = u.groupby(["entref", "year"])["p"].agg(lambda s: s.max() - s.min())
     assert spread.max() < 1e-9 * u["p"].max()
     cov = ap.coverage
@@ -189,7 +193,7 @@ def test_design_weights():
     s = dw.strata
     assert (s.loc[s.n_sample > 0, "weight"] == s.loc[s.n_sample > 0, "n_register"] / s.loc[s.n_sample > 0, "n_sample"]).all()
     # weighted count of surveyed firms reproduces the in-scope register in every represented stratum
-    w = dw.weights.merge(register, on=["entref", "year"])
+    w = dw.table.merge(register, on=["entref", "year"])
     tot = w.groupby("year")["weight"].sum()
     in_scope = register[register.employment >= 1].groupby("year").size()
     unrep = dw.unrepresented.groupby("year").size().reindex(tot.index, fill_value=0)
@@ -199,7 +203,7 @@ def test_design_weights():
     assert np.allclose(big["weight"], 1.0)
     assert len(dw.out_of_scope) == int((register.employment < 1).sum())
     none = pr.design_weights(register, accounts, industry="industry", method="none")
-    assert (none.weights["weight"] == 1).all()
+    assert (none.table["weight"] == 1).all()
     assert "survey holds" in dw.summary()
 
 
@@ -259,7 +263,7 @@ def test_skill_decomposition_adds_up():
         if theta is not None:
             assert sd.theta == theta
             np.testing.assert_allclose(t["skill"], theta * (t["mean_skill"] - (w * t["mean_skill"]).sum()), atol=1e-12)
-    assert sd.variance_shares()["share"].sum() == pytest.approx(1.0)
+    assert sd.shares()["share"].sum() == pytest.approx(1.0)
 
 
 def test_firm_skill_counts_missing_effects():
@@ -345,81 +349,284 @@ def test_account_for():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# references and sites
-
-
-def test_resolve_references_and_locate_sites():
-    cont = pd.DataFrame({"old_entref": [1, 2], "new_entref": [2, 3]})
-    out = pr.resolve_references(pd.Series([1, 2, 3, 4]), cont)
-    assert out.tolist() == [3, 3, 3, 4]
-    with pytest.raises(ValueError, match="does not end"):
-        pr.resolve_references(pd.Series([1]), pd.DataFrame({"old_entref": [1, 2], "new_entref": [2, 1]}))
-    lu = pd.DataFrame({"luref": [11, 12], "entref": [1, 4], "year": 2019, "postcode": ["AA1", "BB2"],
-                       "employment": [3, 4]})
-    pcs = pd.DataFrame({"postcode": ["AA1", "BB2"], "lad": ["E1", "E2"], "itl3": ["T1", "T2"], "region": ["R1", "R1"]})
-    sites = pr.locate_sites(lu, pcs, cont)
-    assert sites["entref"].tolist() == [3, 4] and sites["region"].tolist() == ["R1", "R1"]
-    with pytest.raises(ValueError, match=r"local_units: column 'postcode'.*\(12, 2019\)"):
-        pr.locate_sites(lu, pcs.iloc[:1], cont)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # errors name the table, column and ids
 
 
 def test_errors_name_table_column_and_ids():
     u = toy_units()
-    with pytest.raises(KeyError, match=r"units: no column\(s\) \['gva'\]"):
+    with pytest.raises(KeyError, match=r"^table 'units', column 'gva': no column\(s\) \['gva'\]"):
         pr.decompose_productivity(u.drop(columns="gva"), weight=None)
     bad = u.copy()
     bad.loc[3, "employment"] = 0
-    with pytest.raises(ValueError, match=r"units: column 'employment' has 1 zero or negative.*\(4, 'south', 'B'\)"):
+    with pytest.raises(ValueError, match=r"^table 'units', column 'employment': 1 zero or negative value\(s\) "
+                                         r"\(e\.g\. \(entref, region, industry\) \[\(4, 'south', 'B'\)\]\)$"):
         pr.shift_share(bad, weight=None)
     bad = u.copy()
     bad.loc[1, "industry"] = None
-    with pytest.raises(ValueError, match=r"units: column 'industry' has 1 missing.*\(2, 'north'"):
+    with pytest.raises(ValueError, match=r"^table 'units', column 'industry': 1 missing.*\(entref, region\) "
+                                         r"\[\(2, 'north'\)\]"):
         pr.olley_pakes(bad.assign(weight=1.0), by=["region", "industry"])
     register, sites, accounts = random_world(seed=9)
     dup = pd.concat([accounts, accounts.iloc[:1]])
     key = tuple(accounts.iloc[0][["entref", "year"]].astype(int))
-    with pytest.raises(ValueError, match=rf"accounts: 2 rows share the key \['entref', 'year'\].*{key[0]}"):
+    with pytest.raises(ValueError, match=rf"^table 'accounts': 2 rows share a key \['entref', 'year'\].*"
+                                         rf"\({key[0]}, {key[1]}\)"):
         pr.apportion_gva(dup, sites, register)
     stray = pd.concat([accounts, pd.DataFrame({"entref": [777], "year": [2019], "gva": [1.0]})])
-    with pytest.raises(ValueError, match=r"survey: 1 enterprise-year\(s\) not on the register.*\(777, 2019\)"):
+    with pytest.raises(ValueError, match=r"^table 'survey', column 'entref': 1 enterprise-year\(s\) not on the "
+                                         r"register.*\(entref, year\) \[\(777, 2019\)\]"):
         pr.design_weights(register, stray, industry="industry")
     neg = u.assign(weight=1.0)
     neg.loc[2, "gva"] = -1.0
-    with pytest.raises(ValueError, match=r"units: column 'gva' has 1 zero or negative.*\(3, 'south', 'A'\)"):
+    with pytest.raises(ValueError, match=r"^table 'units', column 'gva': 1 zero or negative.*\(3, 'south', 'A'\)"):
         pr.skill_decomposition(neg.assign(skill=0.1 * np.arange(5)))
-    with pytest.raises(ValueError, match=r"data: 2 rows share the key \['entref'\]"):
+    with pytest.raises(ValueError, match=r"^table 'data', column 'entref': 2 rows share a key \['entref'\] "
+                                         r"\(e\.g\. entref \[1, 1\]\)"):
         pr.rent_sharing(pd.DataFrame({"entref": [1, 1, 2, 3], "psi": [0.1, 0.2, 0.3, 0.1], "lva": [1, 2, 3, 4.0]}))
-    with pytest.raises(KeyError, match=r"workers: no column\(s\) \['soc'\]"):
+    with pytest.raises(KeyError, match=r"^table 'workers', column 'soc': no column\(s\) \['soc'\]"):
         pr.function_concentration(pd.DataFrame({"entref": [1], "year": [2019], "region": ["a"]}))
+    with pytest.raises(ValueError, match=r"^design_weights: method must be one of \['expansion', 'none'\]"):
+        pr.design_weights(register, accounts, method="ht")
+    flat = pd.DataFrame({"region": list("abc"), "firm_within": [0.1, 0.2, 0.3], "lq": 1.0})
+    with pytest.raises(ValueError, match=r"^table 'table', column 'lq': does not vary across places$"):
+        pr.account_for(flat, "firm_within", "lq")
+    with pytest.raises(ValueError, match=r"^table 'data', column 'psi': only 2 firm\(s\) with both 'psi' and 'lva'"):
+        pr.rent_sharing(pd.DataFrame({"entref": [1, 2, 3], "psi": [0.1, np.nan, 0.3], "lva": [1, 2, 3.0]}))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# hostile inputs: every public function, every input table (a missing column, a wrong type, duplicated keys,
+# mixed-type ids, an empty table) gives a prosperity._checks error naming the table, the column and the ids
+
+
+def _inputs():
+    """Valid inputs of every public function (small), keyed by function name: fresh copies each call."""
+    return {fn: {k: v.copy() if isinstance(v, pd.DataFrame) else v for k, v in kw.items()}
+            for fn, kw in _valid_inputs().items()}
+
+
+@functools.cache
+def _valid_inputs():
+    register, sites, accounts = random_world(seed=11, n_firms=80)
+    dw = pr.design_weights(register, accounts, industry="industry")
+    fc_workers = pd.DataFrame({"entref": [1] * 8 + [2] * 3, "year": 2019, "region": ["L"] * 4 + ["Y"] * 4 + ["L"] * 3,
+                               "soc": [1, 2, 1, 5, 2, 9, 9, 9, 1, 1, 1]})
+    rng = np.random.default_rng(0)
+    return {
+        "design_weights": dict(register=register, survey=accounts),
+        "apportion_gva": dict(accounts=accounts, local_units=sites, enterprises=register, design=dw.table),
+        "shift_share": dict(units=toy_units(), weight=None),
+        "olley_pakes": dict(units=toy_units().assign(weight=1.0)),
+        "decompose_productivity": dict(units=toy_units().assign(weight=1.0)),
+        "skill_decomposition": dict(units=toy_units().assign(weight=1.0, skill=0.1 * np.arange(5))),
+        "firm_skill": dict(workers=pd.DataFrame({"piden": [1, 2, 3, 4], "entref": [10, 10, 20, 20]}),
+                           worker_effects=pd.DataFrame({"piden": [1, 2, 3], "alpha": [0.1, 0.3, -0.2]})),
+        "skill_elasticity": dict(panel=skill_world(seed=1, n_firms=40, years=3)),
+        "firm_log_productivity": dict(firms=pd.DataFrame({"entref": [1, 1, 2], "year": [2018, 2019, 2019],
+                                                          "gva": [100.0, 400.0, 50.0], "employment": [10.0, 10, 5]})),
+        "rent_sharing": dict(data=pd.DataFrame({"entref": np.arange(20), "psi": rng.normal(size=20),
+                                                "lva": rng.normal(size=20)})),
+        "function_concentration": dict(workers=fc_workers, head_office=pd.DataFrame(
+            {"entref": [1, 2], "year": [2019, 2019], "region": ["L", "L"]})),
+        "account_for": dict(table=pd.DataFrame({"region": list("abcde"), "firm_within": [0.1, 0.2, -0.1, 0.0, 0.3],
+                                                "lq": [1.0, 1.5, 0.8, 0.9, 2.0]}),
+                            component="firm_within", measure="lq"),
+    }
+
+
+# function, input table (argument and table name in the message), column to drop, numeric column, key,
+# id column
+HOSTILE = [
+    ("design_weights", "register", "employment", "employment", ["entref", "year"], "entref"),
+    ("design_weights", "survey", "year", None, ["entref", "year"], "entref"),
+    ("apportion_gva", "accounts", "gva", "gva", ["entref", "year"], "entref"),
+    ("apportion_gva", "local_units", "region", "employment", None, "entref"),
+    ("apportion_gva", "enterprises", "industry", None, ["entref", "year"], "entref"),
+    ("apportion_gva", "design", "weight", "weight", ["entref", "year"], "entref"),
+    ("shift_share", "units", "gva", "gva", None, "entref"),
+    ("olley_pakes", "units", "employment", "employment", ["entref", "region"], "entref"),
+    ("decompose_productivity", "units", "industry", "gva", None, "entref"),
+    ("skill_decomposition", "units", "skill", "skill", None, "entref"),
+    ("firm_skill", "workers", "entref", None, None, "piden"),
+    ("firm_skill", "worker_effects", "alpha", "alpha", ["piden"], "piden"),
+    ("skill_elasticity", "panel", "skill", "gva", ["entref", "year"], "entref"),
+    ("firm_log_productivity", "firms", "gva", "employment", ["entref", "year"], "entref"),
+    ("rent_sharing", "data", "lva", "psi", ["entref"], "entref"),
+    ("function_concentration", "workers", "soc", None, None, "entref"),
+    ("function_concentration", "head_office", "region", None, ["entref", "year"], "entref"),
+    ("account_for", "table", "lq", "lq", ["region"], None),
+]
+_IDS = [f"{c[0]}-{c[1]}" for c in HOSTILE]
+
+
+def _call(fn, table, change):
+    kw = _inputs()[fn]
+    kw[table] = change(kw[table])
+    return getattr(pr, fn)(**kw)
+
+
+def test_hostile_inputs_are_valid_as_given():
+    """The inputs run as given (each case below changes one thing) and are not modified by the call."""
+    for fn, kw in _inputs().items():
+        out = getattr(pr, fn)(**kw)
+        assert isinstance(out, (Result, pd.DataFrame)), fn
+        for k, v in kw.items():
+            if isinstance(v, pd.DataFrame):
+                pd.testing.assert_frame_equal(v, _valid_inputs()[fn][k])
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=_IDS)
+def test_hostile_missing_column(case):
+    fn, table, col, *_ = case
+    with pytest.raises(KeyError) as e:
+        _call(fn, table, lambda df: df.drop(columns=col))
+    assert isinstance(e.value, MissingColumnError) and (e.value.table, e.value.column) == (table, col)
+    assert str(e.value).startswith(f"table {table!r}, column {col!r}: no column(s) [{col!r}]")
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=_IDS)
+def test_hostile_not_a_dataframe_and_non_numeric_column(case):
+    fn, table, _, num, *_ = case
+    with pytest.raises(TypeError, match=rf"^table {table!r}: must be a pandas DataFrame, got dict"):
+        _call(fn, table, lambda df: df.to_dict("list"))
+    if num is not None:
+        with pytest.raises(TypeError, match=rf"^table {table!r}, column {num!r}: must be numeric, got dtype object"):
+            _call(fn, table, lambda df: df.assign(**{num: df[num].astype(str)}))
+
+
+@pytest.mark.parametrize("case", [c for c in HOSTILE if c[4]], ids=[i for c, i in zip(HOSTILE, _IDS) if c[4]])
+def test_hostile_duplicated_keys(case):
+    fn, table, _, _, key, _ = case
+    with pytest.raises(InputError) as e:
+        _call(fn, table, lambda df: pd.concat([df, df.iloc[:1]], ignore_index=True))
+    assert e.value.table == table and "2 rows share a key" in str(e.value)
+    first = _inputs()[fn][table].iloc[0][key].tolist()
+    assert e.value.ids[0] == (first[0] if len(key) == 1 else tuple(first)), e.value.ids
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=_IDS)
+def test_hostile_empty_table(case):
+    fn, table, *_ = case
+    with pytest.raises(InputError, match=rf"^table {table!r}: has 0 row\(s\); at least \d+ needed$"):
+        _call(fn, table, lambda df: df.iloc[:0])
+
+
+@pytest.mark.parametrize("case", [c for c in HOSTILE if c[5]], ids=[i for c, i in zip(HOSTILE, _IDS) if c[5]])
+def test_hostile_mixed_type_ids(case):
+    fn, table, *_, idc = case
+
+    def mix(df):
+        df = df.assign(**{idc: df[idc].astype(object)})
+        df.loc[df.index[-1], idc] = str(df[idc].iloc[-1])
+        return df
+
+    with pytest.raises(TypeError, match=rf"^table {table!r}, column {idc!r}: mixes value types \['int', 'str'\]"):
+        _call(fn, table, mix)
+
+
+def test_join_keys_of_different_types_are_refused():
+    kw = _inputs()["apportion_gva"]
+    kw["accounts"] = kw["accounts"].assign(entref=kw["accounts"]["entref"].astype(str))
+    with pytest.raises(TypeError, match=r"^table 'accounts', column 'entref': dtype object but the same key is "
+                                        r"numeric in table 'local_units'"):
+        pr.apportion_gva(**kw)
+
+
+def test_olley_pakes_refuses_two_rows_of_one_firm_in_a_group():
+    u = toy_units().assign(weight=1.0)
+    twice = pd.concat([u, u.iloc[[3]].assign(gva=5.0)], ignore_index=True)
+    with pytest.raises(ValueError, match=r"^table 'units': 2 rows share a key \['entref', 'region'\]; one row per "
+                                         r"firm unit.*\(4, 'south'\)"):
+        pr.olley_pakes(twice, by="region")
+
+
+def test_function_concentration_refuses_codes_of_another_type():
+    kw = _inputs()["function_concentration"]
+    kw["workers"] = kw["workers"].assign(soc=kw["workers"]["soc"].astype(str))
+    with pytest.raises(ValueError, match=r"^table 'workers', column 'soc': no job in the top occupations \[1, 2\]"):
+        pr.function_concentration(**kw)
+    assert pr.function_concentration(**kw, top=["1", "2"]).table["lq"].notna().all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the result pattern
+
+
+def test_results_follow_the_result_pattern():
+    register, sites, accounts = random_world(seed=3)
+    dw = pr.design_weights(register, accounts, industry="industry")
+    ap = pr.apportion_gva(accounts, sites, register, level="region", design=dw)
+    # a DesignWeights or its table: the same apportionment
+    pd.testing.assert_frame_equal(ap.table, pr.apportion_gva(accounts, sites, register, design=dw.table).table)
+    ss = pr.shift_share(ap.table, level="region", by="year")
+    dec = pr.decompose_productivity(ap.table, level="region", by="year")
+    for res in (dw, ap, ss, dec, pr.olley_pakes(ap.table, by=["year", "region"])):
+        assert isinstance(res, Result) and repr(res).endswith(res.summary())
+        out = res.to_frame()
+        pd.testing.assert_frame_equal(out, res.table)
+        assert out is not res.table
+    for res in (ss, dec):
+        sh = res.shares()
+        assert list(sh.columns) == ["component", "share"] and list(sh["component"]) == list(res.components)
+        assert sh["share"].sum() == pytest.approx(1.0)
+    # shift-share's within-industry share is the sum of decompose_productivity's firm_within and allocation
+    a, b = ss.shares().set_index("component")["share"], dec.shares().set_index("component")["share"]
+    assert a["within_industry"] == pytest.approx(b["firm_within"] + b["allocation"], abs=1e-9)
+    assert a["industry_mix"] == pytest.approx(b["industry_mix"], abs=1e-12)
+    assert dec.level == "region" and "region rows" in dec.summary()
+
+
+def test_design_weights_strata_use_the_classification_size_bands():
+    register, _, accounts = random_world(seed=7)
+    dw = pr.design_weights(register, accounts, industry="industry")
+    emp = dw.table.merge(register, on=["entref", "year"])["employment"]
+    assert dw.table["size_band"].tolist() == classifications.size_band(emp).tolist()
+    assert set(dw.strata["size_band"]) <= set(classifications.SIZE_BAND_LABELS)
+
+
+def test_regression_results_tables():
+    p = skill_world(seed=1, n_firms=60, years=3)
+    se = pr.skill_elasticity(p)
+    assert se.to_frame().to_dict("records") == [{"theta": se.theta, "se": se.se, "n_obs": se.n_obs,
+                                                  "n_firms": se.n_firms, "method": "within"}]
+    d = _inputs()["rent_sharing"]["data"]
+    rs = pr.rent_sharing(d)
+    assert len(rs.to_frame()) == rs.n_firms == len(d) and "fitted" in rs.to_frame()
+    assert rs.estimates()["elasticity"].iloc[0] == rs.elasticity
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # on the synthetic England, through the linker
 
 
-def test_synthetic_england_decomposition_matches_firm_panel():
+def test_synthetic_england_decomposition_on_linked_sites_matches_firm_panel():
+    """The linker's site panel (``LinkedData.sites``: local units placed, enterprise references resolved) is
+    what apportion_gva consumes, at every level, and the result matches a direct firm-by-firm computation."""
     from prosperity import link, synthetic
 
     se = synthetic.england(size="workshop", seed=1, years=(2015, 2019), n_workers=6000, n_enterprises=600)
-    firms = link.build_panel(se).firms
-    sites = pr.locate_sites(se.tables["local_units"], se.tables["postcode_lookup"], se.tables["entref_continuity"])
-    # the register's employment is the sum of its local units' employment
+    linked = link.build_panel(se)
+    firms, sites = linked.firms, linked.sites
+    # resolved references: every site belongs to an enterprise-year of the register, and the register's
+    # employment is the sum of its local units' employment
+    on_register = sites[["entref", "year"]].merge(firms[["entref", "year"]], how="left", indicator=True)
+    assert (on_register["_merge"] == "both").all()
     lu_emp = sites.groupby(["entref", "year"])["employment"].sum()
     reg_emp = firms.set_index(["entref", "year"])["employment"]
     np.testing.assert_allclose(lu_emp.reindex(reg_emp.index).fillna(0).to_numpy(), reg_emp.to_numpy())
     surveyed = firms[firms["surveyed"]]
     dw = pr.design_weights(firms, surveyed, industry="industry")
-    ap = pr.apportion_gva(surveyed, sites, firms, place="region", weights=dw.weights)
+    ap = pr.apportion_gva(surveyed, sites, firms, level="region", design=dw)
     assert len(ap.excluded) == int((surveyed["employment"] <= 0).sum())
-    dec = pr.decompose_productivity(ap.units, place="region", by="year")
+    for level in ("lad", "itl3"):
+        placed = pr.apportion_gva(surveyed, sites, firms, level=level, design=dw).table
+        np.testing.assert_allclose(placed.groupby("year")["gva"].sum(), ap.table.groupby("year")["gva"].sum(),
+                                   rtol=1e-12)
+    dec = pr.decompose_productivity(ap.table, level="region", by="year")
     t = dec.table
     np.testing.assert_allclose(t[list(dec.components)].sum(axis=1), t["gap"], rtol=0,
                                atol=1e-10 * t["national"].max())
-    direct = direct_place_productivity(firms, sites, surveyed[["entref", "year", "gva"]], dw.weights)
+    direct = direct_place_productivity(firms, sites, surveyed[["entref", "year", "gva"]], dw.table)
     got = t.set_index(["year", "region"])["productivity"]
     assert len(direct) == len(got)
     np.testing.assert_allclose(got.loc[direct.index].to_numpy(), direct.to_numpy(), rtol=1e-10)

@@ -40,7 +40,7 @@ def _business(rng, n_firms=30, dominant_share=None):
 # --- disclosive outputs are caught, each with its reason -----------------------------------------------------
 
 def test_cell_with_three_workers_is_caught(district_table):
-    report = sdc.check(district_table, people="n_people", firms="n_firms")
+    report = sdc.check(district_table, n_people="n_people", n_firms="n_firms")
     assert not report.passed
     assert report.status == "review"
     f = report.failures
@@ -49,7 +49,7 @@ def test_cell_with_three_workers_is_caught(district_table):
     assert "3 people < 10" in people["reason"].iloc[0]
     assert set(f.loc[f["cell"] == "E06000053", "rule"]) == {"min_people", "min_firms"}
     assert set(f["cell"]) == {"E06000053"}  # the other districts pass
-    safe = report.safe_table
+    safe = report.table
     assert safe.loc["E06000053", ["gap", "place", "n_people", "n_firms"]].isna().all()
     assert "min_people" in safe.loc["E06000053", "sdc"]
     assert safe.loc["E09000001", "sdc"] == "ok"
@@ -81,10 +81,14 @@ def test_one_enterprise_with_90_percent_of_gva_is_caught():
     f = report.failures
     assert list(f["cell"].unique()) == ["North"]
     nk = f[f["rule"] == "dominance_nk"]
-    assert len(nk) == 1 and "largest 2 enterprises hold" in nk["reason"].iloc[0]
-    share = float(nk["reason"].str.extract(r"hold ([\d.]+)%")[0].iloc[0]) / 100
-    assert 0.90 <= share < 0.95
-    safe = report.safe_table.set_index("region")
+    assert len(nk) == 2 and "largest enterprise holds" in nk["reason"].iloc[0]  # (1, 50%) and (2, 85%)
+    share = float(nk["reason"].str.extract(r"holds ([\d.]+)%")[0].iloc[0]) / 100
+    assert share == pytest.approx(0.90, abs=1e-3)
+    # under acro's (2, 90%) the two largest are also flagged, with their share
+    acro = sdc.check_magnitudes(micro, by="region", value="gva", unit="entref", rules="acro").failures
+    two = float(acro["reason"].str.extract(r"hold ([\d.]+)%")[0].iloc[0]) / 100
+    assert list(acro["cell"].unique()) == ["North"] and 0.90 <= two < 0.95
+    safe = report.table.set_index("region")
     assert np.isnan(safe.loc["North", "gva"]) and safe.loc["South", "sdc"] == "ok"
     assert safe.loc["South", "gva"] == pytest.approx(micro.loc[micro.region == "South", "gva"].sum())
 
@@ -92,7 +96,7 @@ def test_one_enterprise_with_90_percent_of_gva_is_caught():
 def test_p_percent_rule_is_applied():
     # with a looser (n, k) rule only the p% rule catches a cell whose small contributors are tiny
     micro = pd.DataFrame({"region": "North", "entref": np.arange(12), "gva": [100.0, 5.0] + [0.5] * 10})
-    loose = replace(sdc.ONS_SRS, nk_k=0.999)
+    loose = replace(sdc.ONS_SRS, dominance=((1, 0.999),))
     report = sdc.check_magnitudes(micro, by="region", value="gva", rules=loose)
     assert list(report.failures["rule"]) == ["dominance_p"]
     assert "p% rule" in report.failures["reason"].iloc[0]
@@ -122,20 +126,20 @@ def test_maximum_is_caught():
     rng = np.random.default_rng(3)
     jobs = pd.DataFrame({"region": np.repeat(["North", "South"], 50), "piden": np.arange(100),
                          "hw": rng.lognormal(2.5, 0.4, 100)})
-    report = sdc.check_statistic(jobs, by="region", value="hw", stat="max", people="piden")
+    report = sdc.check_statistic(jobs, by="region", value="hw", stat="max", person="piden")
     assert not report.passed
     assert report.failures["rule"].tolist() == ["extreme"]
     assert "maximum" in report.failures["reason"].iloc[0]
-    assert report.safe_table["hw"].isna().all()
+    assert report.table["hw"].isna().all()
     # a statistic the rules allow, on enough people, passes unchanged
-    median = sdc.check_statistic(jobs, by="region", value="hw", stat="median", people="piden")
+    median = sdc.check_statistic(jobs, by="region", value="hw", stat="median", person="piden")
     assert median.passed
-    assert median.safe_table["hw"].tolist() == pytest.approx(jobs.groupby("region")["hw"].median().tolist())
+    assert median.table["hw"].tolist() == pytest.approx(jobs.groupby("region")["hw"].median().tolist())
     # a maximum column in a summary table is caught too
     t = pd.DataFrame({"region": ["North", "South"], "max_hw": [90.0, 120.0], "n_people": [50, 50]})
-    rep = sdc.check(t, firms=None, keys="region", extremes="max_hw")
-    assert rep.failures["rule"].tolist() == ["extreme"] and rep.safe_table["max_hw"].isna().all()
-    assert rep.safe_table["region"].tolist() == ["North", "South"]
+    rep = sdc.check(t, n_firms=None, keys="region", extremes="max_hw")
+    assert rep.failures["rule"].tolist() == ["extreme"] and rep.table["max_hw"].isna().all()
+    assert rep.table["region"].tolist() == ["North", "South"]
 
 
 def test_regression_on_eight_observations_is_caught():
@@ -148,7 +152,7 @@ def test_regression_on_eight_observations_is_caught():
     assert report.status == "fail" and not report.passed
     assert report.failures["rule"].tolist() == ["min_dof"]
     assert "residual degrees of freedom 5 < 10" in report.failures["reason"].iloc[0]
-    assert report.safe_table[["coef", "std err"]].isna().all().all()
+    assert report.table[["coef", "std err"]].isna().all().all()
     big = sm.OLS(rng.normal(size=200), sm.add_constant(rng.normal(size=(200, 2)))).fit()
     ok = sdc.check_regression(big)
     assert ok.passed and ok.status == "pass"
@@ -157,10 +161,10 @@ def test_regression_on_eight_observations_is_caught():
 def test_regression_from_degrees_of_freedom_and_coefficients():
     coef = pd.Series({"density": 0.04, "transport_access": 0.01}, name="estimate")
     bad = sdc.check_regression(df_resid=7, coefficients=coef, name="channels")
-    assert bad.failures["rule"].tolist() == ["min_dof"] and bad.safe_table["estimate"].isna().all()
+    assert bad.failures["rule"].tolist() == ["min_dof"] and bad.table["estimate"].isna().all()
     assert "residual degrees of freedom 7 < 10" in bad.failures["reason"].iloc[0]
     good = sdc.check_regression(df_resid=250, coefficients=coef)
-    assert good.passed and good.safe_table["estimate"].tolist() == [0.04, 0.01]
+    assert good.passed and good.table["estimate"].tolist() == [0.04, 0.01]
 
 
 def test_pyfixest_fixed_effects_count_as_parameters():
@@ -179,22 +183,22 @@ def test_pyfixest_fixed_effects_count_as_parameters():
 
 # --- safe outputs pass unchanged -----------------------------------------------------------------------------
 
-def test_safe_tables_pass_unchanged(district_table):
+def test_tables_pass_unchanged(district_table):
     safe = district_table.drop(index="E06000053")
     report = sdc.check(safe)
     assert report.passed and report.status == "pass" and report.failures.empty
-    pd.testing.assert_frame_equal(report.safe_table, safe)
+    pd.testing.assert_frame_equal(report.table, safe)
     rng = np.random.default_rng(6)
     micro = _business(rng)
     mag = sdc.check_magnitudes(micro, by="region", value="gva", stat="mean")
     assert mag.passed
-    assert mag.safe_table["gva"].tolist() == pytest.approx(micro.groupby("region")["gva"].mean().tolist())
-    assert mag.safe_table["n_firms"].tolist() == [30, 30]
+    assert mag.table["gva"].tolist() == pytest.approx(micro.groupby("region")["gva"].mean().tolist())
+    assert mag.table["n_firms"].tolist() == [30, 30]
 
 
-def test_safe_table_passes_a_second_check(district_table):
+def test_table_passes_a_second_check(district_table):
     report = sdc.check(district_table)
-    released = report.safe_table.dropna(subset=["n_people"]).drop(columns="sdc")
+    released = report.table.dropna(subset=["n_people"]).drop(columns="sdc")
     released = released.astype({"n_people": int, "n_firms": int})
     assert sdc.check(released).passed
 
@@ -217,7 +221,7 @@ def test_output_log_for_the_checker(tmp_path, district_table):
     written = pd.read_csv(out / "gaps_by_district_0.csv", index_col=0)
     assert np.isnan(written.loc["E06000053", "gap"])  # the log holds the safe table, not the disclosive one
     config = json.loads((out / "config.json").read_text())
-    assert config["safe_threshold"] == 10 and config["safe_nk_k"] == 0.9
+    assert config["safe_threshold"] == 10 and config["safe_nk_k"] == 0.85 and config["dominance"] == [[1, 0.5], [2, 0.85]]
     with pytest.raises(FileExistsError):
         log.finalise(tmp_path / "outputs")
     with pytest.raises(ValueError, match="unique name"):
@@ -227,7 +231,8 @@ def test_output_log_for_the_checker(tmp_path, district_table):
 def test_rules_are_configurable(district_table):
     lenient = replace(sdc.ONS_SRS, name="lenient", min_people=3, min_firms=2)
     assert sdc.check(district_table, rules=lenient).passed
-    assert sdc.ONS_SRS.to_frame().shape == (7, 2)
+    assert sdc.ONS_SRS.to_frame().shape == (8, 2)
+    assert "dominance (1, 50%)" in sdc.ONS_SRS.summary()
     with pytest.raises(ValueError, match="min_people"):
         replace(sdc.ONS_SRS, min_people=0)
     with pytest.raises(ValueError, match="rules must be"):
@@ -235,7 +240,7 @@ def test_rules_are_configurable(district_table):
 
 
 def test_bad_input_is_named(district_table):
-    with pytest.raises(KeyError, match="n_firms.*firms=None"):
+    with pytest.raises(KeyError, match="n_firms.*n_firms=None"):
         sdc.check(district_table.drop(columns="n_firms"))
     bad = district_table.copy()
     bad["n_people"] = bad["n_people"].astype(float)

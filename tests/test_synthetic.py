@@ -3,12 +3,19 @@ round trip, the ASHE sample rule and population streaming."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from prosperity import geography, synthetic
+from prosperity import _io, akm, geography, synthetic
+from prosperity._results import Result
 
 SMALL = dict(n_workers=6_000, n_enterprises=600)
 
@@ -56,6 +63,69 @@ def test_same_seed_identical_other_seed_different():
     assert a.truth.variance == b.truth.variance
     assert not a.tables["jobs"]["gpay"].equals(c.tables["jobs"]["gpay"])
     assert not a.truth.firm_effects["psi"].equals(c.truth.firm_effects["psi"])
+
+
+_CHILD = r"""
+import sys
+import pyarrow as pa
+from prosperity import synthetic
+pa.set_cpu_count(int(sys.argv[2]))
+synthetic.england(seed=3, n_workers=6_000, n_enterprises=600).to_parquet(sys.argv[1])
+"""
+
+
+def _file_digests(folder: Path) -> dict:
+    """SHA-256 of every file a folder's manifest lists, and meta.json without its timing."""
+    man = _io.verify(folder, checksums=True)
+    files = {rel: (info["sha256"], info["bytes"]) for rel, info in man["files"].items() if rel != "meta.json"}
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.pop("seconds")
+    return {"files": files, "meta": meta, "manifest_meta": man["meta"]}
+
+
+def test_same_seed_byte_identical_files_in_process_and_across_processes(tmp_path):
+    """Same seed: the same bytes in every Parquet and JSON file, over 3 runs in this process and 2 fresh
+    processes with 1 and 2 threads (BLAS / OpenMP and pyarrow), with another hash seed for Python's str hashing."""
+    runs = []
+    for i in range(3):
+        synthetic.england(seed=3, **SMALL).to_parquet(tmp_path / f"in{i}")
+        runs.append(_file_digests(tmp_path / f"in{i}"))
+    root = Path(__file__).resolve().parents[1]
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+               "PYTHONHASHSEED": threads}
+        out = tmp_path / f"proc{threads}"
+        r = subprocess.run([sys.executable, "-c", _CHILD, str(out), threads], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs.append(_file_digests(out))
+    assert len(runs) == 5 and len(runs[0]["files"]) == 18  # 8 tables and 10 truth files
+    for i, r in enumerate(runs[1:], start=2):
+        diff = sorted(k for k in runs[0]["files"] if r["files"].get(k) != runs[0]["files"][k])
+        assert not diff and r["files"] == runs[0]["files"], f"run {i} differs at {diff}"
+        assert r["meta"] == runs[0]["meta"] and r["manifest_meta"] == runs[0]["manifest_meta"]
+    other = synthetic.england(seed=4, **SMALL)
+    other.to_parquet(tmp_path / "seed4")
+    assert _file_digests(tmp_path / "seed4")["files"]["tables/jobs.parquet"] != runs[0]["files"]["tables/jobs.parquet"]
+
+
+def test_results_follow_the_result_pattern(se):
+    for obj in (se, se.truth):
+        assert isinstance(obj, Result)
+        assert isinstance(obj.table, pd.DataFrame) and obj.to_frame() is not obj.table
+        assert repr(obj).endswith(obj.summary())
+    assert_frame_equal(se.to_frame(), se.describe())
+    t = se.truth.to_frame()
+    assert list(t.columns) == ["quantity", "value"]
+    assert t.set_index("quantity")["value"]["var_y"] == se.truth.variance["var_y"]
+    sh = se.truth.shares()
+    assert list(sh.columns) == ["component", "share"]
+    assert abs(sh["share"].sum() - 1) < 1e-12
+    v = se.truth.variance
+    assert sh.set_index("component")["share"]["sorting"] == pytest.approx(2 * v["cov_alpha_psi"] / v["var_y"])
+    assert se.meta["dgp"] == se.truth.coefficients["dgp"]
+    with pytest.raises(AttributeError):
+        se.meta = {}  # frozen
 
 
 def test_contract_columns_and_types(se):
@@ -347,6 +417,49 @@ def test_limited_mobility_in_ashe_sample(se, ashe):
     assert 0.07 < v["mobility_rate"] < 0.11
 
 
+# -------------------------------------------------------------------------- match effects, endogenous mobility
+
+MATCH = dict(sd_match=0.1, match_complementarity=0.08, mobility_on_match=1.0)
+
+
+def test_match_effects_enter_wages_only_and_are_kept_in_the_truth():
+    base = synthetic.england(seed=2, **SMALL)
+    assert "match" not in base.truth.person_years and "var_match" not in base.truth.variance
+    wages_only = synthetic.england(seed=2, sd_match=0.1, **SMALL)  # no endogenous mobility: the same careers
+    a, b = base.truth.person_years, wages_only.truth.person_years
+    assert_frame_equal(a[["piden", "year", "entref", "luref"]], b[["piden", "year", "entref", "luref"]])
+    assert np.array_equal(b["eps"], a["eps"]) and np.array_equal(b["alpha"], a["alpha"])
+    assert np.array_equal(b["lhw"], a["alpha"] + a["psi"] + a["phi"] + a["xb"] + a["eps"] + b["match"])
+    # one draw per worker-enterprise pair, constant over the spell, with the stated spread
+    assert (b.groupby(["piden", "entref"])["match"].nunique() == 1).all()
+    assert 0.09 < b["match"].std() < 0.11
+    v = wages_only.truth.variance
+    assert abs(v["var_match"] - b["match"].var(ddof=0)) < 1e-9
+    assert abs(v["var_eps"] - (b["eps"] + b["match"]).var(ddof=0)) < 1e-9
+    g = wages_only.truth.place_gaps
+    assert np.allclose(g[["people", "industry_mix", "firm_within", "place", "residual"]].sum(1), g["gap"], atol=1e-12)
+
+
+def test_akm_diagnostics_fail_under_match_effects_and_endogenous_mobility():
+    """The residual grid (CHK 2013 Fig. VI) is flat in the default world and not under match effects with
+    complementarity and endogenous mobility; mover gains stop being symmetric (Fig. V)."""
+    out = {}
+    for name, kw in (("default", {}), ("match", MATCH)):
+        se = synthetic.england(seed=0, **SMALL, **kw)
+        py = se.truth.person_years
+        grid = akm.residual_grid(akm.fit(py, "lhw", "piden", "entref", time="year")).to_numpy()
+        sym = akm.event_study_symmetry(akm.event_study(py, "lhw", "piden", "entref", "year"))
+        corners = grid[0, 0] + grid[-1, -1] - grid[0, -1] - grid[-1, 0]
+        out[name] = (np.nanmax(np.abs(grid)), corners, float(sym["sum"].mean()))
+        if kw:  # endogenous exits: movers leave worse matches than stayers have
+            m = py.sort_values(["piden", "year"])
+            leaves = m["piden"].eq(m["piden"].shift(-1)) & m["entref"].ne(m["entref"].shift(-1))
+            assert m.loc[leaves, "match"].mean() < m.loc[~leaves, "match"].mean() - 0.02
+    assert out["default"][0] < 0.03 and abs(out["default"][1]) < 0.03
+    assert out["match"][0] > 2 * out["default"][0] and out["match"][1] > 0.1
+    assert out["match"][2] > out["default"][2] + 0.05
+
+
 # ----------------------------------------------------------------------------------------- bad input
 
 
@@ -363,7 +476,7 @@ def test_bad_input_errors():
         synthetic.england("population")
     with pytest.raises(ValueError, match="move_rate"):
         synthetic.england(move_rate=1.5, **SMALL)
-    with pytest.raises(FileNotFoundError, match="meta.json"):
+    with pytest.raises(ValueError, match="no such folder"):
         synthetic.load("/nonexistent/dir")
 
 
@@ -377,6 +490,12 @@ def test_write_population_streams_blocks(tmp_path):
     import pyarrow.parquet as pq
 
     assert pq.ParquetFile(tmp_path / "pop" / "tables" / "jobs.parquet").num_row_groups == 4
+    assert isinstance(out, Result) and out.to_frame().set_index("table")["rows"].to_dict() == out.rows
+    man = _io.verify(tmp_path / "pop", kind=synthetic.KIND)
+    assert man["meta"]["writer"] == "write_population" and man["meta"]["seed"] == 1
+    assert man["meta"]["dgp"]["n_workers"] == 8_000
+    assert man["files"]["tables/jobs.parquet"]["rows"] == out.rows["jobs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pop"]  # written through a temporary folder
     assert len(back.tables["jobs"]) == out.rows["jobs"]
     assert len(back.truth.person_years) == out.rows["person_years"] == back.truth.variance["n"]
     stated = back.truth.mess[back.truth.mess["table"] == "jobs"].set_index("kind")["rows"].to_dict()

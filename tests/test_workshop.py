@@ -119,9 +119,10 @@ def test_solutions_are_removed_and_exercises_kept(tmp_path):
     text = _text(nb_path)
     assert "SECRET" not in text
     assert "{solution" not in text
-    for kept in ("ex-one", "ex-two", "ex-three", "Add one to `x`", "What is the answer?", "Compute the square",
-                 "x = 41", "y = x + 1", "After the exercises"):
+    for kept in ("**Exercise 1**", "**Exercise 2**", "**Exercise 3**", "Add one to `x`", "What is the answer?",
+                 "Compute the square", "x = 41", "y = x + 1", "After the exercises"):
         assert kept in text, kept
+    assert "{exercise" not in text and ":label:" not in text  # MyST markup is rendered for Jupyter
     nb = json.loads(nb_path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert len(code) == 2 and all(c["outputs"] == [] for c in code)
@@ -151,3 +152,90 @@ def test_book_chapters_strip_cleanly():
         before = sum(c.source.count("{exercise") for c in nb.cells)
         after = sum(c.source.count("{exercise") for c in stripped.cells)
         assert after == before, p.name
+
+
+GLUED = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+(ch-glued)=
+# A chapter with glued numbers
+
+```{code-cell} ipython3
+:tags: [remove-cell]
+from myst_nb import glue
+import matplotlib.pyplot as plt
+```
+
+```{code-cell} ipython3
+share = 0.123456
+glue("share", float(share), display=False)
+fig, ax = plt.subplots()
+ax.plot([0, 1], [0, share])
+glue("fig-line", fig, display=False)
+plt.close(fig)
+```
+
+The share is {glue:text}`share:.3f`, as {cite:t}`kline2020leave` would compute it; see {numref}`fig-line`
+and {ref}`ch-glued` {cite:p}`kline2020leave`.
+
+```{glue:figure} fig-line
+:name: fig-line
+:alt: A rising line.
+
+A line rising to {glue:text}`share:.2f`.
+```
+
+:::{admonition} Note
+Nothing here is real.
+:::
+"""
+
+
+def test_pack_notebooks_render_glue_figures_citations_and_references(tmp_path):
+    """The prose is plain Jupyter Markdown: numbers filled in, the figure attached, citations and references as
+    text, no MyST markup left; running the notebook shows the figure inline."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "98_glued.md").write_text(GLUED)
+    out = tmp_path / "pack"
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "workshop.py"), "--out", str(out), "--notebooks",
+                          str(notebooks), "--no-data", "--no-wheel", "--no-zip"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    nb = json.loads((out / "notebooks" / "98_glued.ipynb").read_text())
+    md = [c for c in nb["cells"] if c["cell_type"] == "markdown"]
+    text = "\n".join("".join(c["source"]) for c in md)
+    assert "The share is 0.123" in text and "A line rising to 0.12" in text
+    assert "Kline et al. (2020)" in text and "(Kline et al. 2020)" in text
+    assert "*A chapter with glued numbers*" in text
+    assert "{" not in text.replace("{glue", "X") and "`share" not in text, text  # no role or directive left
+    figs = [c for c in md if "attachments" in c]
+    assert len(figs) == 1 and "image/png" in figs[0]["attachments"]["fig-line.png"]
+    assert "![A rising line.](attachment:fig-line.png)" in "".join(figs[0]["source"])
+    assert "> **Note**" in text
+    # run the participant's notebook: the figure is displayed inline
+    import nbformat
+    from nbclient import NotebookClient
+
+    run = nbformat.read(out / "notebooks" / "98_glued.ipynb", as_version=4)
+    NotebookClient(run, timeout=120, kernel_name="python3").execute()
+    images = [o for c in run.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1
+
+
+def test_unresolved_glue_is_an_error(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "97_bad.md").write_text(GLUED.replace("{glue:text}`share:.3f`", "{glue:text}`nosuch:.3f`"))
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "workshop.py"), "--out", str(tmp_path / "pack"),
+                          "--notebooks", str(notebooks), "--no-data", "--no-wheel", "--no-zip"], capture_output=True,
+                         text=True)
+    assert res.returncode != 0 and "glue:nosuch" in res.stderr

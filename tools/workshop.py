@@ -7,8 +7,11 @@ The pack (a folder; ``workshop-pack.zip`` inside it holds the same files, to sen
     workshop/
       README.md                      set-up instructions and the day plans' chapter list
       requirements.txt               the pinned environment (same as the book's)
+      requirements-lab.txt           the same plus JupyterLab (what participants install)
       prosperity-<version>-py3-none-any.whl   the helper package
-      notebooks/NN_name.ipynb        every chapter as a notebook, exercises kept, solutions removed, no outputs
+      notebooks/NN_name.ipynb        every chapter as a notebook, exercises kept, solutions removed, no outputs;
+                                     the prose rendered for Jupyter (numbers and figures filled in, citations and
+                                     cross-references as text: book/_ext/notebook_pack.py)
       data/synthetic_england/        the workshop-size synthetic England as Parquet (SyntheticEngland.to_parquet)
 
 Solutions are removed from the jupytext-read chapters: sphinx-exercise ``{solution}`` directives (backtick or
@@ -16,6 +19,11 @@ colon fences, any fence length, nested blocks included), gated ``{solution-start
 blocks with every cell between them, cells tagged ``solution``, and hidden (``remove-cell``/``remove-input``)
 cells right after a solution, which test it. ``{exercise}`` blocks stay. The script fails if a solution marker
 is left.
+
+The prose's numbers and figures come from the chapter executed once: from the book build's
+``_build/jupyter_execute/notebooks/NN_name.ipynb`` when it is newer than the chapter (``make book`` or
+``make test`` made it), else by running the chapter here (nbclient, in ``notebooks/``). The script fails if a
+glued name, citation or reference cannot be resolved, or if any MyST markup is left in the prose.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = ROOT / "_build" / "jupyter_execute" / "notebooks"
 ZIP_NAME = "workshop-pack.zip"
 
 _FENCE = re.compile(r"^\s*(`{3,}|:{3,})\s*(\{([\w:-]+)\})?(.*)$")
@@ -141,15 +150,53 @@ def chapters(notebooks: Path) -> list[Path]:
     return out
 
 
-def write_notebooks(notebooks: Path, out: Path) -> list[Path]:
+def _pack_renderer():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        import notebook_pack
+    finally:
+        sys.path.pop(0)
+    return notebook_pack
+
+
+def executed_chapter(path: Path, executed_dir: Path | None = EXECUTED, timeout: int = 600) -> dict:
+    """The glued values of the chapter at ``path``: from the book build's executed copy if it is newer than the
+    chapter, else from running the chapter now."""
+    import jupytext
+
+    pack = _pack_renderer()
+    if executed_dir is not None:
+        built = Path(executed_dir) / (path.stem + ".ipynb")
+        if built.exists() and built.stat().st_mtime >= path.stat().st_mtime:
+            return pack.read_executed(built)
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(path)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+                   ).execute()
+    return pack.glue_values(nb)
+
+
+def write_notebooks(notebooks: Path, out: Path, executed_dir: Path | None = EXECUTED) -> list[Path]:
+    """Every chapter as a participant's notebook: solutions removed, prose rendered, no outputs."""
     import jupytext
     import nbformat
 
+    pack = _pack_renderer()
+    pages = pack.toc_pages()
+    in_book = {q.resolve() for q in pages}
+    pages += [p for p in chapters(notebooks) if p.resolve() not in in_book]  # chapters not (yet) in the toc
+    bib, labels = pack.bibliography(), pack.book_labels(pages)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for p in chapters(notebooks):
         nb = strip_solutions(jupytext.read(p))
-        nb.metadata.pop("jupytext", None)
+        nb, problems = pack.render_notebook(nb, executed_chapter(p, executed_dir), keep_solutions=False, bib=bib,
+                                            labels=labels)
+        left = pack.leftover_markup(nb)
+        if problems or left:
+            raise ValueError(f"{p.name}: could not render for Jupyter: unresolved {problems[:8]}, "
+                             f"markup left {left[:5]}")
         target = out / (p.stem + ".ipynb")
         nbformat.write(nb, target)
         written.append(target)
@@ -192,10 +239,10 @@ You need Python 3.11 and about 2 GB of disk space.
 ```bash
 python3.11 -m venv .venv
 source .venv/bin/activate            # Windows: .venv\\Scripts\\activate
-python -m pip install -r requirements.txt
+python -m pip install -r requirements-lab.txt     # the book's pinned set plus JupyterLab
 python -m pip install --no-deps {wheel}
 python -c "import prosperity; print(prosperity.__version__)"
-jupyter lab notebooks/               # or: jupyter notebook notebooks/
+jupyter lab notebooks/
 ```
 
 With no internet (e.g. in a training room behind a firewall), ask the organisers for the wheelhouse
@@ -224,11 +271,11 @@ Work through the exercises in each notebook; the solutions are in the online boo
 
 
 def build(out: Path, *, notebooks: Path = ROOT / "notebooks", data: bool = True, wheel: bool = True,
-          seed: int = 0, zip_pack: bool = True) -> Path:
+          seed: int = 0, zip_pack: bool = True, executed_dir: Path | None = EXECUTED) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    nbs = write_notebooks(notebooks, out / "notebooks")
+    nbs = write_notebooks(notebooks, out / "notebooks", executed_dir)
     if not nbs:
         raise SystemExit(f"workshop.py: no chapters found in {notebooks}")
     wheel_name = "prosperity-<version>-py3-none-any.whl"
@@ -236,7 +283,8 @@ def build(out: Path, *, notebooks: Path = ROOT / "notebooks", data: bool = True,
         wheel_name = build_wheel(out).name
     if data:
         write_data(out / "data", seed)
-    shutil.copy(ROOT / "requirements.txt", out / "requirements.txt")
+    for req in ("requirements.txt", "requirements-lab.txt"):
+        shutil.copy(ROOT / req, out / req)
     listing = "\n".join(f"- `notebooks/{p.name}`" for p in nbs)
     (out / "README.md").write_text(README.format(wheel=wheel_name, seed=seed, chapters=listing), encoding="utf-8")
     if zip_pack:  # the whole pack in one file to send, inside the (git-ignored) output folder

@@ -37,247 +37,130 @@ no pandas object is touched inside the solver loop.
 from __future__ import annotations
 
 import time as _time
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
+
+from . import _checks, network, variance
+from ._results import Result
+from ._sparse import Collinear, System, codes as _codes, recode as _recode, solve_effects as _solve_effects
+from ._sparse import block_pcg  # noqa: F401  (re-exported as akm.block_pcg, see CHANGELOG.md)
 
 __all__ = [
     "fit_fixed_effects",
     "MultiwayResult",
     "fit",
     "AKMResult",
+    "ConvergenceWarning",
     "event_study",
     "event_study_symmetry",
     "residual_grid",
 ]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# validation helpers
-
-
-def _check_columns(data: pd.DataFrame, cols: Sequence[str], table: str = "data") -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"{table} must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [c for c in cols if c not in data.columns]
-    if missing:
-        raise KeyError(f"{table} has no column(s) {missing}; available: {list(data.columns)[:20]}")
-    dup = [c for c in set(cols) if list(cols).count(c) > 1]
-    if dup:
-        raise ValueError(f"column(s) {dup} given more than once")
-
-
-def _check_missing(data: pd.DataFrame, cols: Sequence[str], id_col: str | None, table: str = "data") -> None:
-    """Raise a clear error if any of ``cols`` has missing (or infinite, for numbers) values."""
-    for c in cols:
-        s = data[c]
-        bad = s.isna().to_numpy()
-        if pd.api.types.is_float_dtype(s):  # integers cannot be infinite: no float copy of id columns
-            with np.errstate(invalid="ignore"):
-                bad |= ~np.isfinite(s.to_numpy(dtype=float, na_value=np.nan))
-        if bad.any():
-            idx = np.flatnonzero(bad)[:5]
-            where = (
-                f"{id_col} = {data[id_col].iloc[idx].tolist()}" if id_col is not None and id_col != c
-                else f"row positions {idx.tolist()}"
-            )
-            raise ValueError(
-                f"{table}.{c} has {int(bad.sum())} missing or non-finite value(s) (e.g. {where}); "
-                "drop or impute them explicitly before fitting (no row is dropped silently)"
-            )
-
-
-def _codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Factorise ids to int32 codes 0..G-1 (sorted order) and the original ids."""
-    codes, uniques = pd.factorize(s, sort=True)
-    return codes.astype(np.int32, copy=False), pd.Index(uniques, name=s.name)
+class ConvergenceWarning(UserWarning):
+    """The conjugate-gradient solver stopped at ``maxiter`` before reaching ``tol``: the effects are not the
+    least-squares solution to the requested accuracy (``diagnostics["converged"]`` is False and ``summary()``
+    says so). Raise ``maxiter``, or check the sample (a barely connected network converges slowly)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the sparse machinery
+# input checks (all through prosperity._checks: one message format naming table, column and ids)
+
+_TABLE = "data"
 
 
-def block_pcg(matvec, B: np.ndarray, precond: np.ndarray, tol: float = 1e-10, maxiter: int = 5000,
-              x0: np.ndarray | None = None):
-    """Jacobi-preconditioned conjugate gradients for several right-hand sides at once.
-
-    Solves ``A X = B`` column by column (each column has its own step sizes) for a symmetric positive
-    semi-definite ``A`` given by ``matvec`` (which maps an ``(m, r)`` array to ``(m, r)``). ``B`` must lie in the
-    range of ``A`` (true for the fixed-effect normal equations). Iterates until every column has relative residual
-    ``||b - A x|| / ||b|| <= tol``. A single-precision ``B`` (with a ``matvec`` that keeps single precision) is
-    solved in single precision, with the inner products accumulated in double: about four times faster for the
-    random-projection solves of :mod:`prosperity.variance`, whose tolerance (1e-4) is far above float32 rounding.
-
-    Returns ``X``, the number of iterations, and the final relative residual of each column.
-    """
-    dt = np.float32 if np.asarray(B).dtype == np.float32 else np.float64
-    B = np.asarray(B, dtype=dt)
-    squeeze = B.ndim == 1
-    if squeeze:
-        B = B[:, None]
-    m, r = B.shape
-    X = np.zeros((m, r), dtype=dt) if x0 is None else np.array(x0, dtype=dt).reshape(m, r)
-    R = B - matvec(X) if x0 is not None else B.copy()
-    pre = np.asarray(precond, dtype=dt)[:, None]
-
-    def colnorm(A):  # column norms accumulated in double precision
-        return np.sqrt(np.einsum("ij,ij->j", A, A, dtype=np.float64))
-
-    bnorm = colnorm(B)
-    bnorm[bnorm == 0] = 1.0
-    rel = colnorm(R) / bnorm
-    live = rel > tol  # converged columns are frozen (zero step) rather than sliced out: no copies
-    P = pre * R
-    rz = np.einsum("ij,ij->j", R, P, dtype=np.float64)
-    it = 0
-    while live.any() and it < maxiter:
-        it += 1
-        AP = matvec(P)
-        pap = np.einsum("ij,ij->j", P, AP, dtype=np.float64)
-        a = np.where(live & (pap != 0), rz / np.where(pap == 0, 1.0, pap), 0.0).astype(dt)
-        X += a * P
-        R -= a * AP
-        rel = colnorm(R) / bnorm
-        live &= rel > tol
-        Z = pre * R
-        rz_new = np.einsum("ij,ij->j", R, Z, dtype=np.float64)
-        beta = np.where(live & (rz != 0), rz_new / np.where(rz == 0, 1.0, rz), 0.0).astype(dt)
-        Z += beta * P
-        P = Z
-        rz = rz_new
-    out = X[:, 0] if squeeze else X
-    return out, it, rel
+def _check_inputs(data, y: str, ids: Sequence[str], numeric: Sequence[str], table: str = _TABLE) -> None:
+    """The checks every fit shares: a non-empty DataFrame with each column once in one role; numeric outcome and
+    controls (booleans are not numbers here); no missing or infinite value; one value type per id column
+    (``1`` and ``"1"`` would be two workers); values whose squares fit in double precision; a ``y`` that varies."""
+    ids, numeric = list(ids), list(numeric)
+    _checks.require_columns(data, [y] + ids + numeric, table)
+    _checks.require_rows(data, table)
+    _checks.require_numeric(data, [y] + numeric, table, hint="; put categorical variables among the effects")
+    _checks.require_complete(data, [y] + ids + numeric, table, id_cols=ids[0],
+                             hint="drop or impute them explicitly before fitting (no row is dropped silently)")
+    for c in ids:
+        _checks.require_one_type(data, c, table)
+    for c in [y] + numeric:
+        v = data[c].to_numpy(dtype=float)
+        with np.errstate(over="ignore"):
+            sq = np.dot(v, v)
+        if not np.isfinite(sq):  # then some |v| > sqrt(max / n): sums of squares overflow
+            bad = np.abs(v) > np.sqrt(np.finfo(float).max / len(v))
+            ids_, name = _checks.first_ids(data, bad, ids[0])
+            _checks.fail(f"{int(bad.sum())} value(s) so large that sums of their squares overflow double "
+                         f"precision (largest |value| {np.abs(v).max():.3g}); rescale the column", table, c,
+                         ids_, name)
+    yv = data[y].to_numpy()
+    if yv.min() == yv.max():
+        _checks.fail(f"is constant (every value is {yv[:1].tolist()[0]!r}): there is no variation for the effects "
+                     "to explain", table, y)
 
 
-class _System:
-    """Integer-coded design of a multi-way fixed-effect model with the first set of effects partialled out.
+def _check_duplicates(data, keys: Sequence[np.ndarray], names: Sequence[str], what: str, hint: str,
+                      table: str = _TABLE) -> None:
+    """No two rows share the values of ``keys`` (integer codes or numbers, one array per column ``names``).
 
-    ``g0`` (length n, int32) codes the first ("absorbed") effect with ``n0`` levels; ``gs`` the other effects with
-    sizes ``ms``. Optional row weights ``w`` (weighted least squares; ``None`` = 1). Builds ``L = F'W M_D F`` once.
-    """
-
-    def __init__(self, g0: np.ndarray, n0: int, gs: Sequence[np.ndarray], ms: Sequence[int],
-                 w: np.ndarray | None = None):
-        self.g0, self.n0 = g0, int(n0)
-        self.gs, self.ms = list(gs), [int(m) for m in ms]
-        self.w = w
-        self.n = g0.shape[0]
-        self.offsets = np.concatenate([[0], np.cumsum(self.ms)]).astype(np.int64)
-        self.M = int(self.offsets[-1])
-        wts = np.ones(self.n) if w is None else w
-        self.T = np.bincount(g0, weights=wts, minlength=self.n0)  # rows (weights) per absorbed level
-        if (self.T <= 0).any():
-            raise ValueError("every level of the first effect needs positive total weight")
-        blocks_ff = [[None] * len(self.gs) for _ in self.gs]
-        blocks_fd = []
-        for a, (ga, ma) in enumerate(zip(self.gs, self.ms)):
-            C = sp.csr_matrix((wts, (ga, g0)), shape=(ma, self.n0))
-            C.sum_duplicates()
-            blocks_fd.append(C)
-            blocks_ff[a][a] = sp.diags(np.bincount(ga, weights=wts, minlength=ma))
-            for b in range(a + 1, len(self.gs)):
-                Cab = sp.csr_matrix((wts, (ga, self.gs[b])), shape=(ma, self.ms[b]))
-                Cab.sum_duplicates()
-                blocks_ff[a][b] = Cab
-                blocks_ff[b][a] = Cab.T
-        self.FD = sp.vstack(blocks_fd, format="csr") if len(blocks_fd) > 1 else blocks_fd[0]  # M x n0
-        FF = sp.bmat(blocks_ff, format="csr") if len(self.gs) > 1 else blocks_ff[0][0].tocsr()
-        FDs = self.FD.multiply(1.0 / self.T[None, :]).tocsr()
-        self.L = (FF - FDs @ self.FD.T).tocsr()
-        self.L.sum_duplicates()
-        self.L.eliminate_zeros()
-        d = self.L.diagonal()
-        self.unidentified = d <= 1e-12 * max(1.0, float(d.max(initial=0.0)))
-        self.precond = np.where(self.unidentified, 0.0, 1.0 / np.where(self.unidentified, 1.0, d))
-        self.iterations = 0
-        self.rel_residual = 0.0
-
-    # projections -------------------------------------------------------------------------------------------
-    def Ft(self, V: np.ndarray) -> np.ndarray:
-        """F' V for an (n, r) array."""
-        out = np.empty((self.M, V.shape[1]))
-        for k, (g, m) in enumerate(zip(self.gs, self.ms)):
-            o = self.offsets[k]
-            for c in range(V.shape[1]):
-                out[o:o + m, c] = np.bincount(g, weights=V[:, c], minlength=m)
-        return out
-
-    def Dt(self, V: np.ndarray) -> np.ndarray:
-        out = np.empty((self.n0, V.shape[1]))
-        for c in range(V.shape[1]):
-            out[:, c] = np.bincount(self.g0, weights=V[:, c], minlength=self.n0)
-        return out
-
-    def F(self, psi: np.ndarray) -> np.ndarray:
-        """F psi for an (M, r) array -> (n, r)."""
-        out = np.zeros((self.n, psi.shape[1]))
-        for k, g in enumerate(self.gs):
-            out += psi[self.offsets[k] + g]
-        return out
-
-    def rhs(self, V: np.ndarray) -> np.ndarray:
-        """F' W M_D V (V given on rows, weights applied here)."""
-        WV = V if self.w is None else V * self.w[:, None]
-        return self.Ft(WV) - self.FD @ (self.Dt(WV) / self.T[:, None])
-
-    def matvec(self, X: np.ndarray) -> np.ndarray:
-        return self.L @ X
-
-    def solve(self, Bm: np.ndarray, tol: float = 1e-10, maxiter: int = 10000):
-        X, it, rel = block_pcg(self.matvec, Bm, self.precond, tol=tol, maxiter=maxiter)
-        self.iterations += it
-        self.rel_residual = max(self.rel_residual, float(np.max(rel, initial=0.0)))
-        return X, it, rel
-
-    def absorbed(self, V: np.ndarray, psi: np.ndarray) -> np.ndarray:
-        """First-effect estimates given the others: weighted mean of V - F psi by level of g0."""
-        E = V - self.F(psi)
-        if self.w is not None:
-            E = E * self.w[:, None]
-        return self.Dt(E) / self.T[:, None]
+    Two dense integer keys (worker and period codes) are counted in one ``bincount``. Otherwise the keys are
+    folded into one 64-bit hash (integers as they are, floats by their bits, -0.0 as 0.0) whose repeats are found
+    by sorting; only rows whose hash repeats are compared exactly (collisions are never reported)."""
+    if len(keys) == 2 and all(k.dtype.kind in "iu" for k in keys):
+        n1 = int(keys[1].max()) + 1
+        if (int(keys[0].max()) + 1) * n1 <= 4 * len(keys[0]):
+            key = keys[0].astype(np.int64) * n1 + keys[1]
+            if (np.bincount(key).max(initial=0) <= 1):
+                return
+    h = np.zeros(len(keys[0]), dtype=np.uint64)
+    for k in keys:
+        bits = (k + 0.0).view(np.uint64) if k.dtype.kind == "f" else k.astype(np.uint64)
+        h = h * np.uint64(0x9E3779B97F4A7C15) + bits  # wraps modulo 2**64
+    s = np.sort(h)
+    rep = s[1:][s[1:] == s[:-1]]
+    if rep.size == 0:
+        return
+    cand = np.flatnonzero(np.isin(h, rep))
+    dup = np.zeros(len(h), dtype=bool)
+    dup[cand] = pd.DataFrame({i: k[cand] for i, k in enumerate(keys)}).duplicated(keep=False).to_numpy()
+    if dup.any():
+        ids, name = _checks.first_ids(data, dup, list(names))
+        _checks.fail(f"{int(dup.sum())} rows are {what}; {hint}", table, names[0], ids, name)
 
 
-def _solve_effects(sys_: _System, y: np.ndarray, X: np.ndarray | None, tol: float, maxiter: int):
-    """Frisch-Waugh-Lovell: solve the fixed effects for y and every control, then the slope coefficients.
+def _check_worker_periods(data, wc: np.ndarray, tc: np.ndarray, worker: str, time: str) -> None:
+    """One row per worker and period (codes ``wc``, ``tc``); the error names the first duplicated pairs."""
+    _check_duplicates(data, [wc, tc], [worker, time], f"duplicated worker-periods ({worker}, {time})",
+                      "keep one row per worker and period (e.g. the main job) or aggregate explicitly")
 
-    Returns (beta, alpha, psi, resid, iterations, max relative residual)."""
-    V = y[:, None] if X is None else np.column_stack([y, X])
-    Bm = sys_.rhs(V)
-    Psi, it, rel = sys_.solve(Bm, tol=tol, maxiter=maxiter)
-    A = sys_.absorbed(V, Psi)
-    E = V - A[sys_.g0] - sys_.F(Psi)
-    if X is None:
-        beta = np.zeros(0)
-    else:
-        Ex = E[:, 1:]
-        if sys_.w is not None:
-            sw = np.sqrt(sys_.w)[:, None]
-            Ex_w, ey_w = Ex * sw, E[:, :1] * sw
-        else:
-            Ex_w, ey_w = Ex, E[:, :1]
-        norms = np.linalg.norm(Ex_w, axis=0)
-        raw = np.linalg.norm(X - X.mean(axis=0), axis=0)
-        collinear = norms <= 1e-8 * np.maximum(raw, 1e-300)
-        if collinear.any():
-            raise ValueError(f"control column(s) at positions {np.flatnonzero(collinear).tolist()} are collinear "
-                             "with the fixed effects (nothing left after partialling them out)")
-        beta = np.linalg.lstsq(Ex_w, ey_w[:, 0], rcond=None)[0]
-    coef = np.concatenate([[1.0], -beta])
-    psi = Psi @ coef
-    alpha = A @ coef
-    resid = E @ coef
-    return beta, alpha, psi, resid, it, float(np.max(rel))
+
+def _solve(sys_, yv, Xv, tol, maxiter, controls, table=_TABLE):
+    """:func:`prosperity._sparse.solve_effects`, with collinear controls reported by name (and with what)."""
+    try:
+        return _solve_effects(sys_, yv, Xv, tol, maxiter)
+    except Collinear as e:
+        names = [controls[i] for i in e.positions]
+        with_ = [f"{controls[i]!r} with " + (" and ".join(repr(controls[k]) for k in p) + " and " if p else "")
+                 + "the fixed effects" for i, p in zip(e.positions, e.partners)]
+        _checks.fail(f"control column(s) {names} are collinear ({'; '.join(with_)}): nothing is left of them after "
+                     "partialling out; remove them from controls", table, names[0])
+
+
+def _warn_convergence(diag: dict, what: str) -> None:
+    if not diag["converged"]:
+        warnings.warn(f"{what}: conjugate gradients stopped after {diag['iterations']} iterations with relative "
+                      f"residual {diag['rel_residual']:.1e} (not converged); raise maxiter", ConvergenceWarning,
+                      stacklevel=3)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # the generic multi-way solver
 
 
-@dataclass(frozen=True)
-class MultiwayResult:
+@dataclass(frozen=True, repr=False)
+class MultiwayResult(Result):
     """Least squares with several sets of fixed effects (see :func:`fit_fixed_effects`).
 
     Attributes
@@ -293,6 +176,8 @@ class MultiwayResult:
         residual of the normal equations), ``converged``, ``n_unidentified`` (levels of the other effects
         that appear only with a single-row level of the first effect, whose value is set to 0), ``seconds``.
     n_obs, r2, rmse : fit statistics (R^2 of the full model, root mean squared residual).
+    table : all effects stacked, columns ``effect_set, id, effect, n_obs`` (a property, built on demand;
+        ``to_frame()`` returns it).
     """
 
     y: str
@@ -315,12 +200,10 @@ class MultiwayResult:
         for name in self.effect_names:
             e = self.effects[name]["effect"]
             lines.append(f"  {name}: {len(e):,} levels, sd of effects {e.std(ddof=0):.4f}")
-        d = self.diagnostics
-        return _summary_text(lines, self.coef, f"{d['iterations']} CG iterations, relative residual "
-                             f"{d['rel_residual']:.1e}, converged {d['converged']}, {d['seconds']:.2f} s",
-                             self.normalisation)
+        return _summary_text(lines, self.coef, self.diagnostics, self.normalisation)
 
-    def to_frame(self) -> pd.DataFrame:
+    @property
+    def table(self) -> pd.DataFrame:
         """All effects stacked: columns ``effect_set, id, effect, n_obs``."""
         parts = []
         for name in self.effect_names:
@@ -329,11 +212,22 @@ class MultiwayResult:
             parts.append(e)
         return pd.concat(parts, ignore_index=True)
 
+    def to_frame(self) -> pd.DataFrame:
+        """All effects stacked (``table``, built afresh on every call, so already a copy)."""
+        return self.table
 
-def _summary_text(lines: list, coef: pd.Series, solver: str, normalisation: str) -> str:
-    """The common tail of the result summaries: slope coefficients, solver diagnostics, normalisation."""
+
+def _summary_text(lines: list, coef: pd.Series, d: dict, normalisation: str) -> str:
+    """The common tail of the result summaries: slope coefficients, solver diagnostics (with a warning line when
+    CG did not converge), normalisation."""
     lines = lines + [f"  {k}: {v:.6f}" for k, v in coef.items()]
-    lines += [f"  solver: {solver}", f"  normalisation: {normalisation}"]
+    lines.append(f"  solver: {d.get('iterations')} CG iterations, relative residual "
+                 f"{d.get('rel_residual', float('nan')):.1e}, converged {d.get('converged')}, "
+                 f"{d.get('seconds', float('nan')):.2f} s")
+    if not d.get("converged", True):
+        lines.append("  WARNING: the solver did NOT converge: effects are not the least-squares solution "
+                     "(raise maxiter)")
+    lines.append(f"  normalisation: {normalisation}")
     return "\n".join(lines)
 
 
@@ -365,15 +259,20 @@ def fit_fixed_effects(data: pd.DataFrame, y: str, effects: Sequence[str], contro
 
     Parameters
     ----------
-    data : DataFrame with the outcome, the effect columns and the controls; no missing values allowed in them (a
-        clear error names the column and a few offending rows).
+    data : DataFrame with the outcome, the effect columns and the controls. Refused with an error naming the
+        column and the first offending ids (:mod:`prosperity._checks`): no rows, a column given for two roles,
+        missing or infinite values, a non-numeric (or boolean) outcome, control or weight, an id column mixing
+        value types (``1`` and ``"1"``), values so large that their squares overflow, a constant outcome, and
+        controls collinear with the effects or with each other (named). Rows are not checked for duplicates here
+        (there is no period column; :func:`fit` checks worker-periods).
     y : outcome column (numeric).
     effects : two or more columns whose levels get a fixed effect; the first is partialled out (most levels).
         A single column is allowed (then it is the group-mean regression).
     controls : numeric control columns (slope coefficients). Categorical controls: add them to ``effects``.
     weights : optional column of positive row weights (weighted least squares).
     tol : relative residual of the normal equations at which CG stops (1e-10: effects accurate to about 1e-8).
-    maxiter : CG iteration cap; ``diagnostics["converged"]`` says whether ``tol`` was reached.
+    maxiter : CG iteration cap; ``diagnostics["converged"]`` says whether ``tol`` was reached, and a
+        :class:`ConvergenceWarning` is issued when it was not.
     quiet : unused switch kept for the package convention (the solver shows no progress bar).
 
     Returns
@@ -388,24 +287,15 @@ def fit_fixed_effects(data: pd.DataFrame, y: str, effects: Sequence[str], contro
     >>> res.effects["lad"].head()  # doctest: +SKIP
     """
     t0 = _time.perf_counter()
-    effects = list(effects)
-    controls = list(controls)
+    effects = _checks.as_list(effects)
+    controls = _checks.as_list(controls)
     if len(effects) < 1:
         raise ValueError("effects must name at least one column")
-    cols = [y] + effects + controls + ([weights] if weights else [])
-    _check_columns(data, cols)
-    _check_missing(data, cols, id_col=effects[0])
-    for c in [y] + controls + ([weights] if weights else []):
-        if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]):
-            raise TypeError(f"data.{c} must be numeric (got {data[c].dtype}); put categorical variables in effects")
-    if len(data) == 0:
-        raise ValueError("data has no rows")
+    _check_inputs(data, y, effects, controls + ([weights] if weights else []))
     w = None
     if weights:
+        _checks.require_positive(data, weights, _TABLE, id_cols=effects[0])
         w = data[weights].to_numpy(dtype=float)
-        if (w <= 0).any():
-            bad = np.flatnonzero(w <= 0)[:5]
-            raise ValueError(f"data.{weights} must be positive; rows {bad.tolist()} are not")
     yv = data[y].to_numpy(dtype=float)
     Xv = data[controls].to_numpy(dtype=float) if controls else None
     coded = [_codes(data[c]) for c in effects]
@@ -414,10 +304,10 @@ def fit_fixed_effects(data: pd.DataFrame, y: str, effects: Sequence[str], contro
     ms = [len(u) for _, u in coded[1:]]
     if not gs:  # one set of effects: group means
         gs_dummy = [np.zeros(len(yv), dtype=np.int32)]
-        sys_ = _System(g0, len(ids0), gs_dummy, [1], w)
+        sys_ = System(g0, len(ids0), gs_dummy, [1], w)
     else:
-        sys_ = _System(g0, len(ids0), gs, ms, w)
-    beta, alpha, psi, resid, it, rel = _solve_effects(sys_, yv, Xv, tol, maxiter)
+        sys_ = System(g0, len(ids0), gs, ms, w)
+    beta, alpha, psi, resid, it, rel = _solve(sys_, yv, Xv, tol, maxiter, controls)
     if not gs:
         psi = np.zeros(1)
     wts = np.ones(len(yv)) if w is None else w
@@ -429,7 +319,6 @@ def fit_fixed_effects(data: pd.DataFrame, y: str, effects: Sequence[str], contro
         mean_k = float(np.dot(wts, psi[o + g])) / W
         psi[o:o + m] -= mean_k
         alpha = alpha + mean_k
-    xb = Xv @ beta if Xv is not None else 0.0
     fitted = yv - resid
     out = {}
     out[effects[0]] = pd.DataFrame({effects[0]: ids0, "effect": alpha,
@@ -446,7 +335,7 @@ def fit_fixed_effects(data: pd.DataFrame, y: str, effects: Sequence[str], contro
     diag = {"iterations": int(it), "rel_residual": rel, "converged": bool(rel <= tol * 10),
             "n_unidentified": int(sys_.unidentified.sum()) if gs else 0,
             "seconds": _time.perf_counter() - t0}
-    del xb
+    _warn_convergence(diag, "fit_fixed_effects")
     return MultiwayResult(y=y, effect_names=tuple(effects), effects=out,
                           coef=pd.Series(beta, index=controls, dtype=float), fitted=fitted, resid=resid,
                           normalisation=norm, diagnostics=diag, n_obs=len(yv),
@@ -457,8 +346,8 @@ def fit_fixed_effects(data: pd.DataFrame, y: str, effects: Sequence[str], contro
 # AKM
 
 
-@dataclass(frozen=True)
-class AKMResult:
+@dataclass(frozen=True, repr=False)
+class AKMResult(Result):
     """An estimated AKM model (see :func:`fit`).
 
     Attributes
@@ -467,14 +356,16 @@ class AKMResult:
     firm_effects : DataFrame ``[<firm>, "psi", "n_obs"]`` keyed by the original firm ids.
     time_effects : DataFrame ``[<time>, "effect", "n_obs"]`` or None.
     coef : slope coefficients of the controls (Series).
-    sample : network summary (DataFrame: rows, workers, firms, movers, components, movers per firm) of the input
-        and of the estimation sample.
+    sample : network counts (DataFrame, columns ``input`` and ``kept``: rows, workers, firms, movers, components,
+        movers per firm), as :attr:`prosperity.network.ConnectedSet.counts`.
     ledger : what each sample restriction removed (``step, rows_in, rows_out, dropped, ..., reason``).
-    connected : "largest" or "leave_one_out"; ``leave_out``: None, "obs" or "match" (the pruning used).
+    connected : "largest" or "leave_one_out"; ``leave_out``: None, "obs", "match" or "match_movers" (the worker
+        rule of the pruning; ``diagnostics["pruning"]``: "kss" or "matches").
     normalisation : the normalisation of the effects (a sentence).
     diagnostics : solver diagnostics (backend, iterations, relative residual, converged, seconds).
     n_obs, r2, rmse : fit statistics on the estimation sample; ``n_params`` the number of free parameters.
     names : dict with the column names used (``y, worker, firm, time, controls``).
+    table : the estimation sample, one row per observation (a property built on demand; see :attr:`table`).
     """
 
     worker_effects: pd.DataFrame = field(repr=False)
@@ -502,9 +393,10 @@ class AKMResult:
             return self.worker_effects["alpha"].to_numpy()[self._rows["wcode"]]
         return self.firm_effects["psi"].to_numpy()[self._rows["fcode"]]
 
-    def to_frame(self) -> pd.DataFrame:
+    @property
+    def table(self) -> pd.DataFrame:
         """The estimation sample, one row per observation: ids, ``y``, ``alpha``, ``psi``, ``xb`` (controls and
-        time effects), ``resid`` (so ``y = alpha + psi + xb + resid`` exactly).
+        time effects), ``resid`` (so ``y = alpha + psi + xb + resid`` exactly), indexed like the input rows.
 
         Built on demand from integer codes, the outcome and the residuals, which is all the result keeps per row
         (so that a fit on hundreds of millions of rows does not hold seven copies of them)."""
@@ -520,6 +412,10 @@ class AKMResult:
         frame["resid"] = r["resid"]
         return frame
 
+    def to_frame(self) -> pd.DataFrame:
+        """The estimation sample (``table``, built afresh on every call, so already a copy)."""
+        return self.table
+
     def summary(self) -> str:
         n = self.names
         s = self.sample["kept"]
@@ -534,10 +430,7 @@ class AKMResult:
             f"  R^2 {self.r2:.4f}; RMSE {self.rmse:.4f}; sd(alpha) {self._effect('alpha').std():.4f}; "
             f"sd(psi) {self._effect('psi').std():.4f} (person-year weighted)",
         ]
-        d = self.diagnostics
-        return _summary_text(lines, self.coef, f"{d.get('iterations')} iterations, relative residual "
-                             f"{d.get('rel_residual', float('nan')):.1e}, {d.get('seconds', float('nan')):.2f} s",
-                             self.normalisation)
+        return _summary_text(lines, self.coef, self.diagnostics, self.normalisation)
 
     def decompose(self, method: str = "plugin", **options):
         """Variance decomposition of ``y`` into worker effects, firm effects, sorting, controls and residual.
@@ -545,8 +438,6 @@ class AKMResult:
         ``method``: ``"plugin"``, ``"homoskedastic"`` (Andrews et al. 2008) or ``"kss"`` (Kline, Saggio and
         Solvsten 2020). Options are passed to :func:`prosperity.variance.decompose`.
         """
-        from prosperity import variance
-
         return variance.decompose(self, method=method, **options)
 
 
@@ -554,18 +445,46 @@ _NORMALISATION = ("firm effects have person-year-weighted mean zero in the estim
                   "(sum_j n_j psi_j = 0); time effects, if any, likewise; worker effects absorb the level")
 
 
+def _check_identified(counts: pd.DataFrame, connected: str, firm: str, table: str = _TABLE) -> None:
+    """At least two firms in the estimation sample (else no firm effect is identified: they are relative to
+    other firms linked by movers, Abowd, Creecy and Kramarz 2002)."""
+    k, i = counts["kept"], counts["input"]
+    if k["firms"] < 2:
+        why = ("the data have a single firm" if i["firms"] < 2 else
+               "no worker moves between firms" if i["movers"] == 0 else
+               "the component with the most rows is a single firm" if connected == "largest" else
+               "leave-one-out pruning left a single firm (its movers were articulation workers)")
+        _checks.fail(f"the {connected.replace('_', '-')} connected set has {int(k['firms'])} firm(s) "
+                     f"({int(i['firms'])} firm(s) and {int(i['movers'])} mover(s) in the input): {why}, so firm "
+                     "effects are not identified (they are measured relative to other firms linked by movers)",
+                     table, firm)
+
+
 def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = None, controls: Sequence[str] = (),
-        backend: str = "sparse", connected: str = "largest", leave_out: str = "obs", tol: float = 1e-10,
-        maxiter: int = 10000) -> AKMResult:
+        backend: str = "sparse", connected: str = "largest", leave_out: str = "obs", pruning: str = "kss",
+        tol: float = 1e-10, maxiter: int = 10000) -> AKMResult:
     """Fit the AKM model ``y_it = alpha_i + psi_J(i,t) + [year_t] + x_it'b + e_it`` on a worker-period panel.
 
     Abowd, Kramarz and Margolis (1999, *Econometrica* 67(2):251-333); estimation on the largest connected set as in
     Abowd, Creecy and Kramarz (2002) and Card, Heining and Kline (2013, *QJE* 128(3):967-1015).
 
-    Steps: validate the columns (a missing value raises an error naming the column and ids); restrict to the largest
-    connected set of the worker-firm graph, or with ``connected="leave_one_out"`` to the leave-one-out connected set
-    of Kline, Saggio and Solvsten (2020) needed by the KSS correction (:func:`prosperity.network.connected_set`,
-    ``leave_out="obs"`` or ``"match"``), recording every dropped row in ``ledger``; fit by least squares; normalise.
+    Steps: check the input (below); restrict to the largest connected set of the worker-firm graph, or with
+    ``connected="leave_one_out"`` to the leave-one-out connected set of Kline, Saggio and Solvsten (2020) needed
+    by the KSS correction (``leave_out="obs"``, ``"match"`` or ``"match_movers"``, and ``pruning="kss"`` or the
+    less strict ``"matches"`` of bipartitepandas: see :func:`prosperity.network.connected_set`), recording every
+    dropped row in ``ledger``; fit by least squares;
+    normalise. The ids are coded once (int32, sorted); the pruning (:func:`prosperity.network.prune`) and the
+    solver work on those codes.
+
+    Checks (each an error naming the column and the first offending ids, through :mod:`prosperity._checks`):
+    everything :func:`fit_fixed_effects` checks (no rows, a column in two roles, missing or infinite values,
+    non-numeric or boolean outcome or controls, ids mixing ``1`` and ``"1"``, overflowing or constant ``y``,
+    collinear controls named, in both backends); duplicated worker-periods when ``time`` is given (the error
+    names the worker ids and periods: keep one row per worker and period, e.g. the main job); without ``time``,
+    rows identical in every column used (worker, firm, ``y``, controls), which are duplicated records rather
+    than two periods; and a connected set with fewer than two firms (a single firm, or no movers): firm effects
+    are identified only relative to other firms linked by movers, so there is nothing to estimate and CG is
+    not started. A solve that stops at ``maxiter`` issues a :class:`ConvergenceWarning` and ``summary()`` says so.
 
     Backends (same estimator, same sample; they agree to about 1e-8):
 
@@ -584,30 +503,30 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
 
     Returns an :class:`AKMResult`.
     """
-    controls = list(controls)
-    if backend not in ("sparse", "pyfixest"):
-        raise ValueError(f"backend must be 'sparse' or 'pyfixest', got {backend!r}")
-    if connected not in ("largest", "leave_one_out"):
-        raise ValueError(f"connected must be 'largest' or 'leave_one_out', got {connected!r}")
-    from prosperity import network
-
-    cols = [y, worker, firm] + ([time] if time else []) + controls
-    _check_columns(data, cols)
-    _check_missing(data, cols, id_col=worker)
-    for c in [y] + controls:
-        if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]):
-            raise TypeError(f"data.{c} must be numeric (got {data[c].dtype})")
+    controls = _checks.as_list(controls)
+    _checks.require_choice(backend, "backend", ("sparse", "pyfixest"))
+    _checks.require_choice(connected, "connected", ("largest", "leave_one_out"))
+    _checks.require_choice(leave_out, "leave_out", network.LEAVE_OUT)
+    _check_inputs(data, y, [worker, firm] + ([time] if time else []), controls)
     t0 = _time.perf_counter()
-    # ids to int32 codes once; the network works on the codes (a two-column int32 frame), so no copy of the
-    # caller's columns is made unless rows are dropped
+    # ids to int32 codes once: the duplicate check, the network pruning and the solver all work on these codes
     wc, wid = _codes(data[worker])
     fc, fid = _codes(data[firm])
-    cs = network.connected_set(pd.DataFrame({worker: wc, firm: fc}, copy=False), worker, firm,
-                               leave_out=leave_out if connected == "leave_one_out" else None)
+    tcode = tid = None
+    if time:
+        tcode, tid = _codes(data[time])
+        _check_worker_periods(data, wc, tcode, worker, time)
+    else:
+        _check_duplicates(data, [wc, fc, data[y].to_numpy()] + [data[c].to_numpy() for c in controls],
+                          [worker, firm], f"identical in every column used ({', '.join([worker, firm, y] + controls)})",
+                          "duplicated records, not two periods (no time column is given): drop the copies or pass "
+                          "time=")
+    pr = network.prune(wc, fc, len(wid), len(fid), leave_out if connected == "leave_one_out" else None, pruning)
     t_net = _time.perf_counter() - t0
-    pos = None if len(cs.data) == len(data) else cs.data.index.to_numpy()
-    ledger, summary, lo = cs.ledger, cs.summary, cs.leave_out
-    del cs  # the ledger and summary are what is kept of the network step
+    ledger, summary, lo = pr.ledger, pr.counts, pr.leave_out
+    _check_identified(summary, connected, firm)
+    pos = None if pr.rows.all() else np.flatnonzero(pr.rows)
+    del pr  # the ledger and counts are what is kept of the network step
 
     def take(a):
         return a if pos is None else a[pos]
@@ -616,16 +535,14 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
     fc, fid = _recode(take(fc), fid)
     yv = take(data[y].to_numpy(dtype=float))
     index = data.index if pos is None else data.index[pos]
-    tcode = tid = None
     if time:
-        tcode, tid = _codes(data[time])
         tcode, tid = _recode(take(tcode), tid)
     if backend == "sparse":
         t1 = _time.perf_counter()
         Xv = take(data[controls].to_numpy(dtype=float)) if controls else None
         gs, ms = [fc] + ([tcode] if time else []), [len(fid)] + ([len(tid)] if time else [])
-        sys_ = _System(wc, len(wid), gs, ms)
-        beta, alpha, theta, resid, it, rel = _solve_effects(sys_, yv, Xv, tol, maxiter)
+        sys_ = System(wc, len(wid), gs, ms)
+        beta, alpha, theta, resid, it, rel = _solve(sys_, yv, Xv, tol, maxiter, controls)
         del Xv
         psi = theta[:len(fid)]
         # normalisation: firm (and time) effects with person-year-weighted mean zero; workers absorb the level
@@ -656,6 +573,8 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
         del sample
     diag["backend"] = backend
     diag["network_seconds"] = t_net
+    diag["pruning"] = pruning
+    _warn_convergence(diag, "akm.fit")
     n = len(yv)
     rss = float(resid @ resid)
     tss = float(np.square(yv - yv.mean()).sum())
@@ -668,15 +587,6 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
                      rmse=float(np.sqrt(rss / n)),
                      names={"y": y, "worker": worker, "firm": firm, "time": time, "controls": tuple(controls)},
                      backend=backend, _rows=rows)
-
-
-def _recode(codes: np.ndarray, ids: pd.Index) -> tuple[np.ndarray, pd.Index]:
-    """Drop the levels no row uses any more, keeping the sorted order (linear time, int32 codes)."""
-    used = np.bincount(codes, minlength=len(ids)) > 0
-    if used.all():
-        return codes, ids
-    new = (np.cumsum(used) - 1).astype(np.int32)
-    return new[codes], ids[used]
 
 
 def _fit_pyfixest(sample, y, worker, firm, time, controls):
@@ -706,9 +616,14 @@ def _fit_pyfixest(sample, y, worker, firm, time, controls):
         names = [f"_x{i}" for i in range(len(controls))]
         cf = m.coef().reindex(names)
         if cf.isna().any():
+            # pyfixest dropped them as collinear: name them, and what they are collinear with, by the sparse check
+            # (the same error as the sparse backend); its tolerance differs from ours, hence the fallback
+            gs, ms = [fc] + ([tc] if time else []), [len(fid)] + ([len(tid)] if time else [])
+            _solve(System(wc, len(wid), gs, ms), df["_y"].to_numpy(), df[names].to_numpy(), 1e-10, 10000,
+                   list(controls))
             dropped = [controls[i] for i in np.flatnonzero(cf.isna().to_numpy())]
-            raise ValueError(f"control column(s) {dropped} are collinear with the fixed effects "
-                             "(pyfixest dropped them); remove them from controls")
+            _checks.fail(f"control column(s) {dropped} were dropped by pyfixest as collinear with the fixed effects "
+                         "or the other controls; remove them from controls", _TABLE, dropped[0])
         beta = cf.to_numpy(dtype=float)
         xb = df[names].to_numpy() @ beta
     else:
@@ -765,9 +680,15 @@ def event_study(data: pd.DataFrame, y: str, worker: str, firm: str, time: str, g
     person-years). Returns the mean of ``y`` by origin group, destination group and event time (-2, -1, 0, 1),
     with the number of moves: columns ``origin, destination, event_time, mean_y, moves``. Under AKM's additive
     separability the profiles are flat before and after the move and the jumps depend only on the two groups.
+
+    Checks as in :func:`fit` (through :mod:`prosperity._checks`), and ``time`` must be numeric with one row per
+    worker and period (a duplicated worker-period would make a spurious "move" within a year).
     """
-    _check_columns(data, [y, worker, firm, time])
-    _check_missing(data, [y, worker, firm, time], id_col=worker)
+    _check_inputs(data, y, [worker, firm, time], [])
+    _checks.require_numeric(data, [time], _TABLE, hint="; event time is counted in consecutive periods")
+    wc, _ = _codes(data[worker])
+    tc, _ = _codes(data[time])
+    _check_worker_periods(data, wc, tc, worker, time)
     d = data[[worker, firm, time, y]].sort_values([worker, time], kind="stable").reset_index(drop=True)
     q = _coworker_quartile(d, y, worker, firm, groups)
     w = d[worker].to_numpy()
@@ -781,7 +702,6 @@ def event_study(data: pd.DataFrame, y: str, worker: str, firm: str, time: str, g
           & (f[i - 2] == f[i - 1]) & (f[i] == f[i + 1]) & (f[i - 1] != f[i])
           & (q[i - 1] > 0) & (q[i] > 0))
     i = i[ok]
-    rows = []
     origin, dest = q[i - 1], q[i]
     frames = []
     for k, off in zip((-2, -1, 0, 1), (-2, -1, 0, 1)):
@@ -789,7 +709,6 @@ def event_study(data: pd.DataFrame, y: str, worker: str, firm: str, time: str, g
     ev = pd.concat(frames, ignore_index=True)
     out = (ev.groupby(["origin", "destination", "event_time"]).agg(mean_y=("y", "mean"), moves=("y", "size"))
            .reset_index())
-    del rows
     return out
 
 
@@ -821,7 +740,12 @@ def residual_grid(result: AKMResult, bins: int = 10) -> pd.DataFrame:
     Deciles are person-year weighted. Returns a ``bins x bins`` DataFrame (index ``alpha_decile``, columns
     ``psi_decile``, 1-based).
     """
-    fr = result.to_frame()
+    if not isinstance(result, AKMResult):
+        _checks.fail(f"must be an akm.AKMResult (from akm.fit), got {type(result).__name__}", "result",
+                     kind=_checks.InputTypeError)
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or not 2 <= bins <= result.n_obs:
+        raise ValueError(f"bins must be an integer between 2 and the number of rows ({result.n_obs}), got {bins!r}")
+    fr = result.table
     a = pd.qcut(fr["alpha"].rank(method="first"), bins, labels=range(1, bins + 1))
     p = pd.qcut(fr["psi"].rank(method="first"), bins, labels=range(1, bins + 1))
     g = fr.groupby([a.rename("alpha_decile"), p.rename("psi_decile")], observed=False)["resid"].mean()

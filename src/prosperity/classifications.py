@@ -1,7 +1,10 @@
-"""Standard classifications used across the package: SIC 2007 sections and SOC 2020 major groups.
+"""Standard classifications used across the package: SIC 2007 sections, SOC 2020 major groups, size bands.
 
 The raw tables carry 5-digit SIC 2007 codes (``sic07``, as strings such as ``"64191"``) and SOC 2020 major
-groups (``soc``, 1-9). Analyses group industries by SIC section (one letter, A-U).
+groups (``soc``, 1-9). Analyses group industries by SIC section (one letter, A-U) and businesses by employment
+size band (:data:`SIZE_BANDS`: 0-9, 10-49, 50-249 and 250+ employees, the micro / small / medium / large bands of
+the ONS business statistics and of the Companies Act 2006 thresholds), defined here once for pandas
+(:func:`size_band`) and for DuckDB SQL (:func:`size_band_sql`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["SIC_SECTIONS", "SOC_MAJOR_GROUPS", "sic_section", "sic_division_ranges"]
+__all__ = ["SIC_SECTIONS", "SOC_MAJOR_GROUPS", "SIZE_BANDS", "SIZE_BAND_LABELS", "sic_section", "sic_division_ranges",
+           "size_band", "size_band_sql"]
 
 #: SIC 2007 sections: letter -> (first division, last division, short name).
 _SECTIONS = [
@@ -76,3 +80,42 @@ def sic_section(sic07) -> pd.Series:
     out[valid] = letters
     out[out == ""] = pd.NA
     return out
+
+
+#: Lower bounds of the employment size bands (employees): 0-9, 10-49, 50-249, 250+.
+SIZE_BANDS = (0, 10, 50, 250)
+
+
+def _band_labels(bounds) -> list[str]:
+    b = [int(x) for x in bounds]
+    return [f"{lo}-{hi - 1}" for lo, hi in zip(b[:-1], b[1:])] + [f"{b[-1]}+"]
+
+
+#: The labels of :data:`SIZE_BANDS`, in order: ``["0-9", "10-49", "50-249", "250+"]``.
+SIZE_BAND_LABELS = tuple(_band_labels(SIZE_BANDS))
+
+
+def size_band(employment, bounds=SIZE_BANDS) -> pd.Series:
+    """Employment size band labels (``"0-9"``, ``"10-49"``, ``"50-249"``, ``"250+"`` for :data:`SIZE_BANDS`).
+
+    A value below the first bound falls in the first band; missing employment gives NA (object dtype, like the
+    linker's ``size_band`` column).
+
+    >>> size_band(pd.Series([0, 9, 10, 249, 250, None])).tolist()
+    ['0-9', '0-9', '10-49', '50-249', '250+', <NA>]
+    """
+    s = pd.Series(employment, copy=False)
+    v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    labels = np.asarray(_band_labels(bounds), dtype=object)
+    k = np.clip(np.searchsorted(np.asarray(bounds, dtype=float), v, side="right") - 1, 0, len(labels) - 1)
+    out = labels[k]
+    out[np.isnan(v)] = pd.NA
+    return pd.Series(out, index=s.index, dtype=object)
+
+
+def size_band_sql(col: str, bounds=SIZE_BANDS) -> str:
+    """The DuckDB SQL expression of :func:`size_band` over the column (or expression) ``col``."""
+    b = [int(x) for x in bounds]
+    labels = _band_labels(b)
+    whens = " ".join(f"WHEN {col} < {hi} THEN '{lab}'" for hi, lab in zip(b[1:], labels[:-1]))
+    return f"(CASE WHEN {col} IS NULL THEN NULL {whens} ELSE '{labels[-1]}' END)"

@@ -7,9 +7,14 @@ sample is the **largest connected set**. The leave-out bias correction of Kline,
 *Econometrica* 88(5):1859-1898) needs more: every firm must stay connected to the rest after removing **any single
 worker** (otherwise some leverage ``P_ll = 1`` and the leave-out estimate does not exist). Their computational
 appendix (and the ``pruning_unbal_v3`` routine of the LeaveOutTwoWay code) finds it by repeatedly removing the
-movers who are articulation points of the worker-firm graph and re-taking the largest connected set; workers left
-with a single observation (leave-observation-out) or a single match (leave-match-out) are then dropped because
-their own effect cannot be estimated without that observation.
+movers who are articulation points of the worker-firm graph and re-taking the largest connected set; workers with
+a single observation are then dropped, because their own effect cannot be estimated without that observation.
+This worker rule is the same for leave-one-observation-out (``leave_out="obs"``) and leave-one-match-out
+(``leave_out="match"``): under leave-match-out a stayer (one match) with two or more observations is kept and
+gets a leave-one-observation-out variance, as in LeaveOutTwoWay and bipartitepandas; the stricter movers-only
+sample of earlier versions (every single-match worker dropped) is ``leave_out="match_movers"``. Beside this KSS
+rule, ``pruning="matches"`` applies the less strict rule of bipartitepandas (cut the bridge matches, not whole
+articulation workers; see :func:`connected_set`).
 
 Every function takes a plain DataFrame and column names. Every restriction records what it removed in a ledger
 (``step, rows_in, rows_out, dropped, workers_dropped, firms_dropped, reason``): no row is dropped silently.
@@ -17,187 +22,180 @@ Every function takes a plain DataFrame and column names. Every restriction recor
 The largest connected set is the component with the most rows (person-years); ties are broken in favour of the
 component of the firm that appears first in the data.
 
-Computation: every restriction keeps or drops whole workers, so after one pass over the rows (factorising the ids
-and counting the distinct worker-firm matches) the pruning works on worker masks and matches only. Components come
-from ``scipy.sparse.csgraph`` on the graph of firms linked by movers (stayers are leaves and cannot connect
-anything). Articulation workers come from the parallel biconnectivity algorithm of Tarjan and Vishkin (1985,
-*SIAM J. Comput.* 14(4):862-874), vectorised over a breadth-first spanning tree: linear in the size of the graph,
-no Python loop over vertices and no depth-first search (which is quadratic in a vertex's degree in scipy, and
-whose igraph version spends most of its time converting the edge list from numpy).
+Computation: one integer kernel, :func:`prune`, works on int32 worker and firm codes (:func:`connected_set` codes
+a DataFrame's ids and calls it; :func:`prosperity.akm.fit` calls it on the codes it fits with, so the ids are
+factorised once). Every restriction keeps or drops whole workers, so after one pass over the rows (counting the
+distinct worker-firm matches) the pruning works on worker masks and matches only. Components come from
+``scipy.sparse.csgraph`` on the graph of firms linked by movers (stayers are leaves and cannot connect anything).
+Articulation workers come from the parallel biconnectivity algorithm of Tarjan and Vishkin (1985, *SIAM J.
+Comput.* 14(4):862-874), vectorised over a breadth-first spanning tree: linear in the size of the graph, no
+Python loop over vertices and no depth-first search (which is quadratic in a vertex's degree in scipy, and whose
+igraph version spends most of its time converting the edge list from numpy).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+from . import _checks
+from ._results import Result
+from ._sparse import component_labels as _component_labels, id_codes as _id_codes
 
 __all__ = [
     "movers",
+    "movers_per_firm",
     "components",
     "summarize",
     "connected_set",
     "largest_connected_set",
     "leave_one_out_set",
+    "prune",
+    "Pruned",
     "ConnectedSet",
+    "LEAVE_OUT",
+    "PRUNING",
 ]
 
 LEDGER_COLUMNS = ["step", "rows_in", "rows_out", "dropped", "workers_dropped", "firms_dropped", "reason"]
+#: accepted ``leave_out`` values (``"worker"`` is an alias of ``"match"``)
+LEAVE_OUT = (None, "obs", "match", "match_movers", "worker")
 
 
-def _validate(data: pd.DataFrame, worker: str, firm: str, table: str = "data") -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"{table} must be a pandas DataFrame, got {type(data).__name__}")
+def _check_ids(data: pd.DataFrame, worker: str, firm: str, table: str = "data") -> None:
+    """The id columns exist, have no missing value and hold one type of value each (``1`` and ``"1"`` would be
+    two workers)."""
+    _checks.require_columns(data, [worker, firm], table)
+    _checks.require_complete(data, [worker, firm], table, id_cols=[worker, firm],
+                             hint="an id is needed on every row (no row is dropped silently)")
     for c in (worker, firm):
-        if c not in data.columns:
-            raise KeyError(f"{table} has no column {c!r}; available: {list(data.columns)[:20]}")
-        bad = data[c].isna().to_numpy()
-        if bad.any():
-            rows = np.flatnonzero(bad)[:5].tolist()
-            other = firm if c == worker else worker
-            raise ValueError(f"{table}.{c} has {int(bad.sum())} missing id(s) (rows {rows}; "
-                             f"{other} = {data[other].iloc[rows].tolist()})")
-
-
-def _codes(data, worker, firm, sort: bool = False):
-    wc, wid = pd.factorize(data[worker], sort=sort)
-    fc, fid = pd.factorize(data[firm], sort=sort)
-    return wc.astype(np.int32), fc.astype(np.int32), len(wid), len(fid), wid, fid
-
-
-def _id_codes(s: pd.Series) -> tuple[np.ndarray, int]:
-    """Integer codes ``0..G-1`` of an id column and the number ``G`` of distinct ids, in no particular order.
-
-    Integer ids spanning a range at most twice the column's length (ids numbered from 0 or 1, or codes made by
-    another module) go through a lookup table: linear, and several times faster than hashing. Anything else is
-    hashed by ``pd.factorize``."""
-    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iu" and len(s):
-        x = s.to_numpy()
-        if x.dtype.itemsize < 4:  # x - min could overflow int8/int16
-            x = x.astype(np.int64)
-        lo, hi = int(x.min()), int(x.max())
-        if hi - lo <= 2 * len(x):
-            idx = x - x.dtype.type(lo) if lo else x
-            used = np.zeros(hi - lo + 1, dtype=bool)
-            used[idx] = True
-            rank = np.cumsum(used, dtype=np.int32 if hi - lo < 2**31 - 1 else np.int64) - 1
-            return rank[idx], int(rank[-1]) + 1
-    codes, uniques = pd.factorize(s, sort=False)
-    return codes.astype(np.int32 if len(uniques) < 2**31 - 1 else np.int64, copy=False), len(uniques)
+        _checks.require_one_type(data, c, table)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # integer-coded kernels (no pandas)
 
 
-def _component_labels(wc: np.ndarray, fc: np.ndarray, nw: int, nf: int) -> tuple[int, np.ndarray]:
-    """Connected components of the bipartite graph; returns (count, label of every firm)."""
-    A = sp.csr_matrix((np.ones(len(wc), dtype=np.int8), (wc, fc)), shape=(nw, nf))
-    # firms are linked through shared workers: components of the bipartite graph restricted to firms equal the
-    # components of the graph on workers + firms; build the symmetric bipartite adjacency.
-    B = sp.bmat([[None, A], [A.T, None]], format="csr")
-    ncomp, labels = connected_components(B, directed=False)
-    return ncomp, labels[nw:]
-
-
 class _Matches:
-    """Distinct (worker, firm) matches of a panel, sorted by worker: the network at the level of matches.
+    """Distinct (worker, firm) matches of a panel, sorted by worker then firm: the network at the level of matches.
 
-    Every restriction in :func:`connected_set` keeps or drops whole workers (a worker is one vertex of the
-    worker-firm graph), so all its steps work on worker masks and these matches (about a fifth of the rows of a
-    typical panel), never on the rows themselves.
+    Every restriction in :func:`prune` keeps or drops whole matches (the KSS rule drops whole workers, i.e. all
+    their matches), so all its steps work on boolean masks over these matches (about a fifth of the rows of a
+    typical panel), never on the rows themselves. ``fc`` (the firm code of every row) is kept by reference, only
+    to break ties between components of equal size by the first row of the data.
     """
 
-    def __init__(self, wc: np.ndarray, fc: np.ndarray, nw: int, nf: int, first_row=None):
-        # first_row(firm_mask): (row, firm code) of the first row of the data whose firm is in the mask (ties)
-        self.first_row = first_row
+    def __init__(self, wc: np.ndarray, fc: np.ndarray, nw: int, nf: int):
+        self.fc = fc
         A = sp.csr_matrix((np.ones(len(wc), dtype=np.int32), (wc, fc)), shape=(nw, nf))
-        A.sum_duplicates()
+        A.sum_duplicates()  # canonical: sorted by worker, then firm
         self.nw, self.nf = nw, nf
-        self.n_firms = np.diff(A.indptr)  # distinct firms per worker
-        self.pw = np.repeat(np.arange(nw, dtype=np.int32), self.n_firms)  # worker of each match
+        self.pw = np.repeat(np.arange(nw, dtype=np.int32), np.diff(A.indptr))  # worker of each match
         self.pf = A.indices  # firm of each match
         self.rows = A.data  # rows (person-periods) in each match
-        self.n_obs = np.bincount(self.pw, weights=self.rows, minlength=nw).astype(np.int64)  # rows per worker
-        self.mover = self.n_firms > 1
-        # a firm of each worker (all its rows are in one component): the first of its matches
-        self.first_firm = self.pf[np.minimum(A.indptr[:-1], max(len(self.pf) - 1, 0))]
+        self._memo = []  # (method, mask, value): each mask is asked for its counts and components several times
 
-    def firms_present(self, keep_w: np.ndarray) -> np.ndarray:
-        return np.bincount(self.pf[keep_w[self.pw]], minlength=self.nf) > 0
+    def _cached(self, name: str, km: np.ndarray, fn):
+        for n, m, v in self._memo:
+            if n == name and m is km:
+                return v
+        v = fn(km)
+        self._memo = (self._memo + [(name, km, v)])[-8:]
+        return v
 
-    def counts(self, keep_w: np.ndarray) -> tuple[int, int, int]:
-        """(rows, workers, firms) of the kept workers."""
-        return (int(self.n_obs[keep_w].sum()), int(np.count_nonzero(keep_w)),
-                int(np.count_nonzero(self.firms_present(keep_w))))
+    def per_worker(self, km: np.ndarray, what: str) -> np.ndarray:
+        """Kept ``"rows"`` or ``"matches"`` of every worker."""
+        return np.bincount(self.pw[km], weights=self.rows[km] if what == "rows" else None,
+                           minlength=self.nw).astype(np.int64)
 
-    def firm_components(self, keep_w: np.ndarray) -> tuple[int, np.ndarray]:
+    def mover_matches(self, km: np.ndarray) -> np.ndarray:
+        """Kept matches of workers with two or more kept matches."""
+        return km & (self.per_worker(km, "matches")[self.pw] > 1)
+
+    def counts(self, km: np.ndarray) -> tuple[int, int, int]:
+        """(rows, workers, firms) of the kept matches."""
+        return self._cached("counts", km, self._counts)
+
+    def _counts(self, km):
+        pw = self.pw[km]  # sorted: a new worker starts wherever the worker code changes
+        return (int(self.rows[km].sum()), int(pw.size and 1 + np.count_nonzero(pw[1:] != pw[:-1])),
+                int(np.count_nonzero(np.bincount(self.pf[km], minlength=self.nf))))
+
+    def firm_components(self, km: np.ndarray) -> tuple[int, np.ndarray]:
         """Connected components of the kept network, as a label for every firm (firms without kept rows are
         singletons). Stayers are leaves of the worker-firm graph, so firms are connected exactly when a chain of
-        movers links them: the graph on firms with an edge between consecutive firms of every kept mover."""
-        k = keep_w[self.pw]
-        same = k[1:] & (self.pw[1:] == self.pw[:-1])
-        G = sp.csr_matrix((np.ones(int(same.sum()), dtype=np.int8), (self.pf[:-1][same], self.pf[1:][same])),
+        movers links them: the graph on firms with an edge between consecutive kept firms of every worker."""
+        return self._cached("components", km, self._components)
+
+    def _components(self, km):
+        idx = np.flatnonzero(km)
+        pw, pf = self.pw[idx], self.pf[idx]
+        same = pw[1:] == pw[:-1]
+        G = sp.csr_matrix((np.ones(int(same.sum()), dtype=np.int8), (pf[:-1][same], pf[1:][same])),
                           shape=(self.nf, self.nf))
         return connected_components(G, directed=True, connection="weak")
 
-    def largest(self, keep_w: np.ndarray) -> tuple[np.ndarray, int]:
-        """Workers of the component with the most rows, and the number of components with rows. Ties go to the
-        component of the firm that appears first in the data."""
-        if not keep_w.any():
-            return keep_w.copy(), 0
-        ncomp, flab = self.firm_components(keep_w)
-        k = keep_w[self.pw]
-        rows_per = np.bincount(flab[self.pf[k]], weights=self.rows[k], minlength=ncomp)
-        present = self.firms_present(keep_w)
-        n_used = int(np.count_nonzero(np.bincount(flab[present], minlength=ncomp)))
+    def largest(self, km: np.ndarray, link: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Kept matches at the firms of the component with the most kept rows, and the number of components with
+        rows. Components are those of the matches ``link`` (default ``km``; :func:`prune` passes ``km`` without
+        its bridge matches). Ties go to the component of the firm that appears first in the data."""
+        if not km.any():
+            return km.copy(), 0
+        ncomp, flab = self.firm_components(km if link is None else link)
+        rows_per = np.bincount(flab[self.pf[km]], weights=self.rows[km], minlength=ncomp)
+        n_used = int(np.count_nonzero(rows_per))
         top = np.flatnonzero(rows_per == rows_per.max())
-        if top.size == 1:
-            best = top[0]
-        else:
+        best = top[0]
+        if top.size > 1:
             tied = np.zeros(ncomp, dtype=bool)
             tied[top] = True
-            if self.first_row is None:  # codes in order of first appearance
-                best = flab[np.flatnonzero(tied[flab])[0]]
-            else:
-                best = flab[self.first_row(tied[flab])[1]]
-        return keep_w & (flab[self.first_firm] == best), n_used
+            best = flab[self.fc[int(np.argmax(tied[flab][self.fc]))]]
+        return km & (flab[self.pf] == best), n_used
 
-    def articulation_workers(self, keep_w: np.ndarray) -> np.ndarray:
-        """Mask of the kept movers who are articulation points of the graph of kept movers and their firms."""
-        k = keep_w[self.pw] & self.mover[self.pw]
-        pw, pf = self.pw[k], self.pf[k]
-        out = np.zeros(self.nw, dtype=bool)
-        if pw.size == 0:
+    def cut(self, km: np.ndarray, what: str) -> np.ndarray:
+        """The kept movers who are articulation points of the graph of kept movers and their firms (``what=
+        "workers"``: a mask over workers), or its bridges (``"matches"``: a mask over matches; an edge is a bridge
+        iff the vertex subdividing it is an articulation point, and distinct matches are never parallel edges)."""
+        mk = np.flatnonzero(self.mover_matches(km))
+        n_out = self.nw if what == "workers" else len(self.pw)
+        out = np.zeros(n_out, dtype=bool)
+        if mk.size == 0:
             return out
-        # compact numbering: movers 0..a-1, their firms a..a+b-1
-        wu, wi = _compact(pw, self.nw)
-        fu, fi = _compact(pf, self.nf)
-        ap = _articulation_points(len(wu) + len(fu), wi, fi + len(wu))
-        out[wu[ap[:len(wu)]]] = True
+        # compact numbering: movers 0..a-1, their firms a..a+b-1 (and the matches a+b.. when subdividing)
+        wu, wi = _compact(self.pw[mk], self.nw)
+        fu, fi = _compact(self.pf[mk], self.nf)
+        a, b = len(wu), len(fu)
+        if what == "workers":
+            ap = _articulation_points(a + b, wi, fi + a)
+            out[wu[ap[:a]]] = True
+        else:
+            m = np.arange(a + b, a + b + mk.size)
+            ap = _articulation_points(a + b + mk.size, np.r_[wi, fi + a], np.r_[m, m])
+            out[mk[ap[a + b:]]] = True
         return out
 
-    def summary(self, keep_w: np.ndarray) -> pd.Series:
-        """The statistics of :func:`summarize` for the kept workers."""
-        if not keep_w.any():
+    def stats(self, km: np.ndarray) -> pd.Series:
+        """The statistics of :func:`summarize` for the kept matches."""
+        if not km.any():
             return pd.Series({"rows": 0, "workers": 0, "firms": 0, "movers": 0, "components": 0,
                               "movers_per_firm": np.nan, "median_movers_per_firm_weighted": np.nan})
-        k = keep_w[self.pw]
-        rows_f = np.bincount(self.pf[k], weights=self.rows[k], minlength=self.nf)
-        present = self.firms_present(keep_w)
-        mk = k & self.mover[self.pw]
+        rows_f = np.bincount(self.pf[km], weights=self.rows[km], minlength=self.nf)
+        present = np.bincount(self.pf[km], minlength=self.nf) > 0
+        mk = self.mover_matches(km)
         mpf = np.bincount(self.pf[mk], minlength=self.nf)[present]
         rows_f = rows_f[present]
         o = np.argsort(mpf, kind="stable")
         cw = np.cumsum(rows_f[o])
         med = float(mpf[o][np.searchsorted(cw, cw[-1] / 2.0)])
-        ncomp, flab = self.firm_components(keep_w)
+        ncomp, flab = self.firm_components(km)
         n_comp_used = int(np.count_nonzero(np.bincount(flab[present], minlength=ncomp)))
-        return pd.Series({"rows": int(self.n_obs[keep_w].sum()), "workers": int(np.count_nonzero(keep_w)),
-                          "firms": int(present.sum()), "movers": int(np.count_nonzero(keep_w & self.mover)),
+        rows, workers, firms = self.counts(km)
+        return pd.Series({"rows": rows, "workers": workers, "firms": firms, "movers": self.counts(mk)[1],
                           "components": n_comp_used, "movers_per_firm": float(mpf.mean()),
                           "median_movers_per_firm_weighted": med})
 
@@ -230,8 +228,6 @@ def _articulation_points(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     number of numpy calls proportional to the depth of ``T`` (tens on labour-market networks; a bare path of 20,000
     vertices takes about 0.8 s). Returns a boolean mask of length ``n``.
     """
-    from scipy.sparse.csgraph import breadth_first_order
-
     itype = np.int32 if n < 2**31 - 2 else np.int64
     u = np.asarray(u, dtype=itype)
     v = np.asarray(v, dtype=itype)
@@ -320,12 +316,114 @@ def _articulation_points(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# the pruning kernel on integer codes
+
+
+class Pruned(NamedTuple):
+    """What :func:`prune` returns: ``rows`` (boolean mask over the rows: the kept ones), ``keep`` (boolean mask
+    over worker codes: workers with a kept row), ``ledger`` (one row per step, :data:`LEDGER_COLUMNS`), ``counts``
+    (DataFrame, columns ``input`` and ``kept``, rows as in :func:`summarize`), ``leave_out`` (the rule applied,
+    aliases resolved), ``pruning`` and ``iterations`` (pruning rounds)."""
+
+    rows: np.ndarray
+    keep: np.ndarray
+    ledger: pd.DataFrame
+    counts: pd.DataFrame
+    leave_out: str | None
+    pruning: str
+    iterations: int
+
+
+_WORKER_RULES = {
+    "obs": ("single-observation workers", "workers with one observation (leverage 1 when left out)", "rows"),
+    "match": ("single-observation workers", "workers with one observation (leverage 1 when left out; stayers "
+              "with two or more are kept, leave-one-observation-out)", "rows"),
+    "match_movers": ("single-match workers", "workers with one match (stayers: not estimable leaving it out)",
+                     "matches"),
+}
+PRUNING = ("kss", "matches")
+
+
+def prune(wc: np.ndarray, fc: np.ndarray, nw: int, nf: int, leave_out: str | None = None,
+          pruning: str = "kss", max_iter: int = 100) -> Pruned:
+    """The largest connected set, or the leave-one-out connected set, of a panel given as integer codes.
+
+    ``wc``, ``fc``: worker and firm codes of every row (integers ``0..nw-1`` and ``0..nf-1``, in any order; the
+    row order matters only to break a tie between components of equal size). Steps and rules as in
+    :func:`connected_set`, which codes a DataFrame's ids and calls this; :func:`prosperity.akm.fit` calls it on
+    the codes it fits with. No pandas object is touched but the small ledger and counts at the end.
+    """
+    _checks.require_choice(leave_out, "leave_out", LEAVE_OUT)
+    _checks.require_choice(pruning, "pruning", PRUNING)
+    lo = "match" if leave_out == "worker" else leave_out
+    net = _Matches(wc, fc, nw, nf)
+    ledger = []
+
+    def record(step, before, after, reason):
+        rb, wb, fb = net.counts(before)
+        ra, wa, fa = net.counts(after)
+        ledger.append({"step": step, "rows_in": rb, "rows_out": ra, "dropped": rb - ra, "workers_dropped": wb - wa,
+                       "firms_dropped": fb - fa, "reason": reason})
+
+    def largest(mask, step, link=None, reason=None):
+        new, ncomp = net.largest(mask, link)
+        record(step, mask, new, reason or f"firms outside the largest connected component ({ncomp} components)")
+        return new
+
+    # the state is a mask over matches (the KSS rule drops all the matches of a worker at once)
+    everything = np.ones(len(net.pw), dtype=bool)
+    km = largest(everything, "largest connected set")
+    it = 0
+    checked = None  # mover matches of the last articulation check that found none
+    if lo is not None:
+        step, reason, what = _WORKER_RULES[lo]
+        while True:
+            if it >= max_iter:
+                raise RuntimeError(f"leave-one-out pruning did not settle in {max_iter} rounds")
+            it += 1
+            movers_now = net.mover_matches(km)
+            if checked is not None and np.array_equal(movers_now, checked):
+                pass  # same graph of movers as the last check: still no articulation worker or bridge
+            elif pruning == "kss":
+                ap = net.cut(km, "workers")
+                if ap.any():
+                    new = km & ~ap[net.pw]
+                    record(f"articulation workers, round {it}", km, new,
+                           f"{int(ap.sum())} movers each of whose removal would disconnect the graph")
+                    km = largest(new, f"largest connected set, round {it}")
+                    continue
+            else:
+                br = net.cut(km, "matches")
+                if br.any():
+                    km = largest(km, f"articulation matches, round {it}", link=km & ~br,
+                                 reason=f"{int(br.sum())} matches each of whose removal would disconnect the graph: "
+                                 "the side of each with fewer rows goes (a worker keeps her matches on the kept "
+                                 "side)")
+                    continue
+            checked = movers_now
+            new = km & (net.per_worker(km, what)[net.pw] > 1)
+            if np.count_nonzero(new) < np.count_nonzero(km):
+                record(f"{step}, round {it}", km, new, reason)
+                km = largest(new, f"largest connected set, round {it} (after {step})")
+                continue
+            break
+    counts = pd.DataFrame({"input": net.stats(everything), "kept": net.stats(km)})
+    keep = np.bincount(net.pw[km], minlength=nw) > 0
+    if pruning == "kss" or km.all():
+        rows = keep[wc]
+    else:  # the match of every row: matches are sorted by (worker, firm), so by this key
+        key = wc.astype(np.int64) * nf + fc
+        rows = km[np.searchsorted(net.pw.astype(np.int64) * nf + net.pf, key)]
+    return Pruned(rows, keep, pd.DataFrame(ledger, columns=LEDGER_COLUMNS), counts, lo, pruning, it)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # public functions
 
 
 def movers(data: pd.DataFrame, worker: str, firm: str) -> pd.DataFrame:
     """One row per worker: ``n_obs`` (rows), ``n_firms`` (distinct firms) and ``mover`` (worked for 2+ firms)."""
-    _validate(data, worker, firm)
+    _check_ids(data, worker, firm)
     g = data.groupby(worker, sort=True, observed=True)[firm]
     out = pd.DataFrame({"n_obs": g.size(), "n_firms": g.nunique()})
     out["mover"] = out["n_firms"] > 1
@@ -348,9 +446,10 @@ def components(data: pd.DataFrame, worker: str, firm: str) -> pd.DataFrame:
     Columns: the firm id, ``component`` (0 = the largest by rows, then by decreasing size), ``component_rows``,
     ``component_firms``.
     """
-    _validate(data, worker, firm)
-    wc, fc, nw, nf, _, fid = _codes(data, worker, firm, sort=True)
-    ncomp, flab = _component_labels(wc, fc, nw, nf)
+    _check_ids(data, worker, firm)
+    wc, nw = _id_codes(data[worker])
+    fc, fid = pd.factorize(data[firm], sort=True)
+    ncomp, flab = _component_labels(wc, fc, nw, len(fid))
     rows_per = np.bincount(flab[fc], minlength=ncomp)
     firms_per = np.bincount(flab, minlength=ncomp)
     order = np.lexsort((np.arange(ncomp), -rows_per))
@@ -367,36 +466,60 @@ def summarize(data: pd.DataFrame, worker: str, firm: str) -> pd.Series:
     ``median_movers_per_firm_weighted`` is its median weighted by firm rows (the statistic of Bonhomme et al.
     2023, Table 1).
     """
-    _validate(data, worker, firm)
+    _check_ids(data, worker, firm)
     wc, nw = _id_codes(data[worker])
     fc, nf = _id_codes(data[firm])
-    return _Matches(wc, fc, nw, nf).summary(np.ones(nw, dtype=bool))
+    net = _Matches(wc, fc, nw, nf)
+    return net.stats(np.ones(len(net.pw), dtype=bool))
 
 
-@dataclass(frozen=True)
-class ConnectedSet:
+@dataclass(frozen=True, repr=False)
+class ConnectedSet(Result):
     """A restricted worker-firm sample and the ledger of what each step removed.
 
     Attributes: ``data`` (the kept rows, original columns and index), ``ledger`` (DataFrame, one row per step:
-    ``step, rows_in, rows_out, dropped, workers_dropped, firms_dropped, reason``), ``summary`` (DataFrame with a
-    column per stage: ``input`` and ``kept``, rows as in :func:`summarize`), ``leave_out`` (None, "obs" or
-    "match"), ``worker``, ``firm`` (column names), ``iterations`` (pruning rounds).
+    ``step, rows_in, rows_out, dropped, workers_dropped, firms_dropped, reason``), ``counts`` (DataFrame with a
+    column per stage, ``input`` and ``kept``, rows as in :func:`summarize`: rows, workers, firms, movers,
+    components, movers per firm), ``leave_out`` (None, ``"obs"``, ``"match"`` or ``"match_movers"``), ``worker``,
+    ``firm`` (column names), ``iterations`` (pruning rounds), ``pruning`` (``"kss"`` or ``"matches"``).
+
+    ``table`` is the ledger: what a restriction produces besides the kept rows is the account of what it removed
+    (the rows themselves are ``data``, not copied); ``to_frame()`` is a copy of the ledger, as before.
+    ``summary()`` is a short text (the counts, as a DataFrame, are ``counts``; this field was called ``summary``
+    before version 0.2.0).
     """
 
-    data: pd.DataFrame = field(repr=False)
+    data: pd.DataFrame
     ledger: pd.DataFrame
-    summary: pd.DataFrame
+    counts: pd.DataFrame
     leave_out: str | None
     worker: str
     firm: str
     iterations: int = 0
+    pruning: str = "kss"
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.ledger.copy()
+    @property
+    def table(self) -> pd.DataFrame:
+        """The ledger (see the class docstring)."""
+        return self.ledger
+
+    def summary(self) -> str:
+        c = self.counts
+        kind = ("largest connected set" if self.leave_out is None
+                else f"leave-one-out connected set (leave_out={self.leave_out!r}, pruning={self.pruning!r})")
+        lines = [f"Connected set of {self.worker} x {self.firm}: {kind}"]
+        for what in ("rows", "workers", "firms", "movers"):
+            lines.append(f"  {what}: {int(c.loc[what, 'kept']):,} kept of {int(c.loc[what, 'input']):,}")
+        lines.append(f"  components in the input: {int(c.loc['components', 'input']):,}; movers per firm "
+                     f"{c.loc['movers_per_firm', 'kept']:.1f} (median, row-weighted: "
+                     f"{c.loc['median_movers_per_firm_weighted', 'kept']:.0f})")
+        lines.append(f"  ledger: {int(self.ledger['dropped'].sum()):,} rows dropped in {len(self.ledger)} step(s)"
+                     + (f", {self.iterations} pruning round(s)" if self.leave_out is not None else ""))
+        return "\n".join(lines)
 
 
 def connected_set(data: pd.DataFrame, worker: str, firm: str, leave_out: str | None = None,
-                  max_iter: int = 100) -> ConnectedSet:
+                  pruning: str = "kss", max_iter: int = 100) -> ConnectedSet:
     """Restrict a worker-firm panel to its largest connected set, or to the leave-one-out connected set.
 
     Steps (each recorded in the ledger):
@@ -407,95 +530,61 @@ def connected_set(data: pd.DataFrame, worker: str, firm: str, leave_out: str | N
        connected set (``largest connected set, round k``); repeat until no articulation worker is left. This is the
        leave-one-out connected set of Kline, Saggio and Solvsten (2020), computational appendix, as in
        LeaveOutTwoWay's ``pruning_unbal_v3``.
-    3. (``leave_out="obs"``) drop workers with a single row (their leverage is 1); (``leave_out="match"``) drop
-       workers with a single worker-firm match (stayers: their effect is not estimable leaving their only match
-       out), as LeaveOutTwoWay does for its collapsed leave-match-out estimator. Step 2 is repeated if this
-       disconnects anything (it cannot: it drops only stayers, leaves of the graph, so the articulation check of
-       the unchanged graph of movers is not recomputed; the round is still recorded).
+    3. The worker rule, then step 2 again if it disconnected anything (it cannot: it drops only stayers, leaves of
+       the graph, so the articulation check of the unchanged graph of movers is not recomputed; the round is still
+       recorded):
+
+       - ``"obs"`` and ``"match"``: drop workers with a single row (``single-observation workers``): their
+         leverage is 1. Under leave-match-out (``"match"``) stayers with two or more rows are **kept**: a stayer's
+         only match cannot be left out whole, so KSS (2020, section 3 and the computational appendix) give it a
+         leave-one-observation-out variance, as LeaveOutTwoWay's ``leave_out_level="matches"`` and
+         bipartitepandas' ``drop_single_stayers`` do. The sample is therefore the same as under ``"obs"``; the
+         estimators differ (:mod:`prosperity.variance`).
+       - ``"match_movers"``: drop every worker with a single worker-firm match (``single-match workers``): the
+         movers-only sample of earlier versions of this package (a different estimand: stayers do not enter).
+       - ``"worker"`` is an alias of ``"match"``.
 
     Articulation workers are found in one pass per round by the vectorised Tarjan-Vishkin algorithm (see the
-    module docstring); the result is the same as removing each mover in turn and checking connectivity.
+    module docstring); the result is the same as removing each mover in turn and checking connectivity. The
+    pruning itself is :func:`prune`, on integer codes.
+
+    ``pruning="matches"`` replaces step 2 by the less strict rule of bipartitepandas (Lamadon, Bonhomme,
+    Manresa et al.; ``clean_params({"connectedness": "leave_out_match"})``, ``_get_articulation_matches`` and
+    ``_leave_out_observation_spell_match`` in ``bipartitelongbase.py``): the unit that must not disconnect the
+    graph is a **match**, not a worker. Each round finds the bridges of the graph of movers and firms (matches
+    whose removal would cut some firms off), removes them to find the components, and keeps the component with
+    the most rows together with every match at its firms (``articulation matches, round k``). A mover whose
+    match is a bridge therefore keeps the part of her history on the kept side (she may become a stayer there),
+    where the KSS rule drops her whole. On the result no single match (so no single observation) disconnects
+    the firms: enough for leave-one-observation-out and leave-match-out leverages below 1, though not for leaving
+    a whole worker out. Bridges are found as the articulation points
+    of the graph with every match subdivided by a vertex. Differences from bipartitepandas: the component kept is
+    the one with the most rows (bipartitepandas: most firms, by default), and only the largest component is
+    pruned further each round (bipartitepandas recurses into every component and keeps the largest result), the
+    same greedy order as the KSS rule here; matches stand for spells (this module does not order periods, so a
+    worker who returns to an employer has one match there, as bipartitepandas' ``leave_out_match``).
 
     Parameters
     ----------
     data : DataFrame with one row per worker-period (other columns are carried along).
-    worker, firm : id columns.
-    leave_out : None (largest connected set only), ``"obs"`` or ``"match"``; ``"worker"`` is accepted as an alias
-        of ``"match"`` for the pruning (the graph condition is the same).
+    worker, firm : id columns (no missing value, one value type per column).
+    leave_out : None (largest connected set only), ``"obs"``, ``"match"``, ``"match_movers"`` (or ``"worker"``).
+    pruning : ``"kss"`` (drop articulation workers, the default) or ``"matches"`` (drop the cut-off side of each
+        bridge match, see above); used only with ``leave_out``.
 
     Returns
     -------
     :class:`ConnectedSet`. Its ``data`` is ``data`` itself (not a copy) when no row is dropped, so a large panel is
     not duplicated; copy it before modifying it in place.
     """
-    _validate(data, worker, firm)
-    if leave_out not in (None, "obs", "match", "worker"):
-        raise ValueError(f"leave_out must be None, 'obs' or 'match', got {leave_out!r}")
-    lo = "match" if leave_out == "worker" else leave_out
+    _check_ids(data, worker, firm)
+    _checks.require_choice(leave_out, "leave_out", LEAVE_OUT)
     wc, nw = _id_codes(data[worker])
     fc, nf = _id_codes(data[firm])
-
-    def first_row(firm_mask):
-        codes, _ = _id_codes(data[firm])  # recomputed only to break a tie between components
-        i = int(np.argmax(firm_mask[codes]))
-        return i, int(codes[i])
-
-    net = _Matches(wc, fc, nw, nf, first_row=first_row)
-    del fc
-    # every step keeps or drops whole workers: the state is a mask over workers
-    keep = np.ones(nw, dtype=bool)
-    ledger = []
-
-    def record(step, before, after, reason):
-        rb, wb, fb = net.counts(before)
-        ra, wa, fa = net.counts(after)
-        ledger.append({"step": step, "rows_in": rb, "rows_out": ra, "dropped": rb - ra, "workers_dropped": wb - wa,
-                       "firms_dropped": fb - fa, "reason": reason})
-
-    def largest(mask, step):
-        new, ncomp = net.largest(mask)
-        record(step, mask, new, f"firms outside the largest connected component ({ncomp} components)")
-        return new
-
-    keep = largest(keep, "largest connected set")
-    it = 0
-    ap_checked = None  # movers of the last articulation check that found none
-    if lo is not None:
-        while True:
-            if it >= max_iter:
-                raise RuntimeError(f"leave-one-out pruning did not settle in {max_iter} rounds")
-            it += 1
-            kept_movers = keep & net.mover
-            if ap_checked is not None and np.array_equal(kept_movers, ap_checked):
-                ap = np.zeros(nw, dtype=bool)  # same graph of movers as the last check: still none
-            else:
-                ap = net.articulation_workers(keep)
-            if ap.any():
-                new = keep & ~ap
-                record(f"articulation workers, round {it}", keep, new,
-                       f"{int(ap.sum())} movers each of whose removal would disconnect the graph")
-                keep = largest(new, f"largest connected set, round {it}")
-                continue
-            ap_checked = kept_movers
-            if lo == "obs":
-                single = net.n_obs == 1
-                step, reason = "single-observation workers", "workers with one observation (leverage 1 when left out)"
-            else:
-                single = net.n_firms == 1
-                step, reason = "single-match workers", "workers with one match (stayers: not estimable leaving it out)"
-            new = keep & ~single
-            if np.count_nonzero(new) < np.count_nonzero(keep):
-                record(f"{step}, round {it}", keep, new, reason)
-                keep = largest(new, f"largest connected set, round {it} (after {step})")
-                continue
-            break
-    led = pd.DataFrame(ledger, columns=LEDGER_COLUMNS)
-    summ = pd.DataFrame({"input": net.summary(np.ones(nw, dtype=bool)), "kept": net.summary(keep)})
-    if keep.all():
-        kept = data  # nothing dropped: no copy of the panel
-    else:
-        kept = data.iloc[np.flatnonzero(keep[wc])]
-    return ConnectedSet(data=kept, ledger=led, summary=summ, leave_out=lo, worker=worker, firm=firm, iterations=it)
+    pr = prune(wc, fc, nw, nf, leave_out, pruning=pruning, max_iter=max_iter)
+    kept = data if pr.rows.all() else data.iloc[np.flatnonzero(pr.rows)]  # nothing dropped: no copy
+    return ConnectedSet(data=kept, ledger=pr.ledger, counts=pr.counts, leave_out=pr.leave_out, worker=worker,
+                        firm=firm, iterations=pr.iterations, pruning=pr.pruning)
 
 
 def largest_connected_set(data: pd.DataFrame, worker: str, firm: str) -> ConnectedSet:

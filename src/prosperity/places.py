@@ -22,17 +22,21 @@ and :func:`characteristics`):
   effect and observed characteristics), industry mix (national industry premiums weighted by the place's industry
   shares), firms within industries (the rest of the mean firm premium), the place effect and the residual; and
   the variance of the gaps across places split into variances and covariances (sorting) of the components,
-  plug-in and split-sample bias-corrected.
+  plug-in and split-sample bias-corrected, with headline shares from :func:`gap_shares`; with ``se=True``
+  delete-a-group jackknife standard errors (over groups of workers) on every place's components and the shares.
 - :func:`movers`: the pay change of workers who move between places against the difference in the places' mean
   pay (Finkelstein, Gentzkow and Williams 2016, *QJE* 131(4):1681-1726, design; CRY 2024).
 - :func:`explain_place_effects`: place effects regressed on place characteristics with their estimation noise
   accounted for (precision-weighted feasible GLS with a method-of-moments between-place variance, as in
   meta-regression; empirical-Bayes shrinkage toward the regression line).
 - :func:`rolling`: the decomposition re-estimated on rolling windows of years (Card, Heining and Kline 2013, *QJE*
-  128(3):967-1015, do the same for AKM).
+  128(3):967-1015, do the same for AKM), with :meth:`RollingResult.changes` testing changes between windows.
 
-Every fixed-effect model is solved by :func:`prosperity.akm.fit_fixed_effects`; this module only builds samples,
-checks identification and aggregates.
+Every fixed-effect model is solved by :func:`prosperity.akm.fit_fixed_effects`; connected sets come from the shared
+kernel :func:`prosperity._sparse.component_labels`; input checks go through :mod:`prosperity._checks`; results
+derive from :class:`prosperity._results.Result` (main table ``table``). This module only builds samples, checks
+identification and aggregates. Vocabulary: ``level`` is the geography column places are keyed by, ``place`` the
+place component of a gap, ``people`` the people component.
 """
 
 from __future__ import annotations
@@ -42,20 +46,26 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy import stats
+from tqdm.auto import tqdm
 
-from . import akm
+from . import akm, geography
+from ._checks import (InputTypeError, fail, first_ids, require_choice, require_columns, require_complete,
+                      require_numeric, require_positive, require_unique)
+from ._results import Result
+from ._sparse import component_labels, id_codes
 
 __all__ = [
     "MODELS",
     "COMPONENTS",
+    "SHARES",
     "PlaceEffects",
     "place_effects",
     "GapDecomposition",
     "decompose_gaps",
     "gap_components",
     "variance_across_places",
+    "gap_shares",
     "MoversResult",
     "movers",
     "CharacteristicsRegression",
@@ -71,7 +81,10 @@ _MODEL_ALIASES = {"worker+place*industry": "worker+place×industry", "worker+pla
                   "c": "worker+place×industry"}
 #: The additive components of a place's gap, in order.
 COMPONENTS = ("people", "industry_mix", "firm_within", "place", "residual")
+#: The headline shares of the variance of gaps across places (:func:`gap_shares`), in order.
+SHARES = ("people", "firms", "place", "sorting", "other")
 _LEVELS = ("lad", "itl3", "region")
+_Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -85,37 +98,25 @@ def _panel(linked) -> pd.DataFrame:
     workers = getattr(linked, "workers", None)
     if isinstance(workers, pd.DataFrame):
         return workers
-    raise TypeError(f"expected a LinkedData (with a .workers DataFrame) or a DataFrame, got {type(linked).__name__}")
+    fail(f"expected a LinkedData (with a .workers DataFrame) or a DataFrame, got {type(linked).__name__}",
+         "workers", kind=InputTypeError)
 
 
-def _need(df: pd.DataFrame, cols: Sequence[str], table: str = "workers") -> None:
-    missing = [c for c in cols if c is not None and c not in df.columns]
-    if missing:
-        raise KeyError(f"{table} has no column(s) {missing}; available: {list(df.columns)[:25]}")
-    for c in cols:
-        if c is None:
-            continue
-        bad = df[c].isna().to_numpy()
-        if bad.any():
-            rows = df.index[bad][:5].tolist()
-            raise ValueError(f"{table}.{c} has {int(bad.sum())} missing value(s), e.g. at rows {rows}; "
-                             "drop or impute them (and record why) before estimating place effects")
-
-
-def _codes(s: pd.Series) -> np.ndarray:
-    return pd.factorize(s, sort=False)[0].astype(np.int64)
+def _require(df: pd.DataFrame, cols: Sequence[str | None], table: str, ids: str | None = None) -> None:
+    """The columns exist and have no missing value (errors name the table, the column and the first ids)."""
+    require_columns(df, list(dict.fromkeys(c for c in cols if c is not None)), table)
+    require_complete(df, cols, table, id_cols=ids)
 
 
 def _largest_component(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Rows (boolean mask) in the largest connected component of the bipartite graph with edges (a_r, b_r),
-    and the number of components."""
-    ca, cb = _codes(pd.Series(a)), _codes(pd.Series(b))
-    na, nb = ca.max() + 1, cb.max() + 1
-    g = sp.coo_matrix((np.ones(len(ca), dtype=np.int8), (ca, cb + na)), shape=(na + nb, na + nb)).tocsr()
-    n, lab = connected_components(g, directed=False)
+    """Rows (boolean mask) in the largest connected component (by rows) of the bipartite graph with edges
+    (a_r, b_r), and the number of components (the shared kernel :func:`prosperity._sparse.component_labels`)."""
+    ca, na = id_codes(pd.Series(a))
+    cb, nb = id_codes(pd.Series(b))
+    n, lab = component_labels(ca, cb, na, nb)
     if n == 1:
         return np.ones(len(ca), dtype=bool), 1
-    row_lab = lab[ca]
+    row_lab = lab[cb]
     sizes = np.bincount(row_lab, minlength=n)
     return row_lab == int(np.argmax(sizes)), int(n)
 
@@ -126,8 +127,7 @@ def _wmean(x: np.ndarray, w: np.ndarray) -> float:
 
 def _norm_model(model: str) -> str:
     m = _MODEL_ALIASES.get(model, model)
-    if m not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    require_choice(m, "model", MODELS)
     return m
 
 
@@ -135,8 +135,8 @@ def _norm_model(model: str) -> str:
 # place effects
 
 
-@dataclass(frozen=True)
-class PlaceEffects:
+@dataclass(frozen=True, repr=False)
+class PlaceEffects(Result):
     """Place effects from one model (see :func:`place_effects`).
 
     Attributes
@@ -144,11 +144,11 @@ class PlaceEffects:
     model
         ``"worker+place"``, ``"worker+firm+place"`` or ``"worker+place×industry"``.
     level
-        the place column (``"lad"``, ``"itl3"`` or ``"region"``).
-    effects
+        the geography column the places are keyed by (``"lad"``, ``"itl3"`` or ``"region"``).
+    table
         one row per place: ``<level>, effect, n_obs, n_people, n_firms`` (person-years, distinct workers and
         distinct enterprises in the estimation sample) and ``se`` (delete-a-group jackknife over workers) when asked.
-        Effects have person-year-weighted mean zero.
+        Effects have person-year-weighted mean zero. ``effects`` is a read-only alias of ``table``.
     identification
         counts that state what identifies the model (see :meth:`summary`).
     rows
@@ -164,21 +164,30 @@ class PlaceEffects:
     replicates
         with ``se=True``, the place effects of every jackknife fold (``<level>, fold0, fold1, ...``),
         for :func:`explain_place_effects` (estimation errors are correlated across places).
+    worker_folds
+        with ``se=True``, the jackknife fold of every worker of the estimation sample (indexed by worker id).
+    fold_components
+        with ``se=True`` and an industry column, every fold's gap components by place (:func:`gap_components`
+        on the fold's re-fitted rows; columns ``fold, <level>, gap, people, ..., n_obs``): the replicates from
+        which :func:`decompose_gaps` (``se=True``) gets standard errors at any level without re-fitting.
     """
 
     model: str
     level: str
-    effects: pd.DataFrame
+    table: pd.DataFrame
     identification: dict
     rows: pd.DataFrame = field(repr=False)
     cells: pd.DataFrame | None = field(default=None, repr=False)
     fit: object = field(default=None, repr=False)
     columns: dict = field(default_factory=dict, repr=False)
     replicates: pd.DataFrame | None = field(default=None, repr=False)
+    worker_folds: pd.Series | None = field(default=None, repr=False)
+    fold_components: pd.DataFrame | None = field(default=None, repr=False)
 
-    def to_frame(self) -> pd.DataFrame:
-        """The place effects (one row per place)."""
-        return self.effects.copy()
+    @property
+    def effects(self) -> pd.DataFrame:
+        """Alias of :attr:`table` (the place effects, one row per place), kept for earlier code."""
+        return self.table
 
     def summary(self) -> str:
         d = self.identification
@@ -194,11 +203,11 @@ class PlaceEffects:
         if self.model == "worker+place×industry":
             lines.append(f"  place x industry cells: {d['n_cells']:,}")
         lines.append(f"  worker-{d['graph']} graph components before restriction: {d['worker_components']}")
-        e = self.effects["effect"].to_numpy()
-        w = self.effects["n_obs"].to_numpy(dtype=float)
+        e = self.table["effect"].to_numpy()
+        w = self.table["n_obs"].to_numpy(dtype=float)
         lines.append(f"  sd of place effects (person-year weighted): {np.sqrt(_wmean(e**2, w) - _wmean(e, w)**2):.4f}")
-        if "se" in self.effects:
-            lines.append(f"  mean jackknife se: {np.nanmean(self.effects['se']):.4f}")
+        if "se" in self.table:
+            lines.append(f"  mean jackknife se: {np.nanmean(self.table['se']):.4f}")
         return "\n".join(lines)
 
 
@@ -249,7 +258,7 @@ def place_effects(linked, model: str = "worker+firm+place", *, level: str = "lad
     linked : a :class:`prosperity.link.LinkedData` (its ``.workers`` panel is used) or a worker-year DataFrame.
     model : ``"worker+place"`` (a), ``"worker+firm+place"`` (b) or ``"worker+place×industry"`` (c); see the module
         docstring for the equations and what identifies each.
-    level : place column: ``"lad"`` (district), ``"itl3"`` or ``"region"``.
+    level : the geography column the places are keyed by: ``"lad"`` (district), ``"itl3"`` or ``"region"``.
     y, worker, firm, industry, time : column names (``time=None`` for no year effects).
     controls : numeric time-varying controls (e.g. a centred cubic in age without its linear term, which is
         collinear with worker and year effects).
@@ -270,19 +279,18 @@ def place_effects(linked, model: str = "worker+firm+place", *, level: str = "lad
     """
     model = _norm_model(model)
     df = _panel(linked)
-    if level not in df.columns:
-        raise KeyError(f"workers has no place column {level!r}; available: {list(df.columns)[:25]}")
     cols = [y, worker, level] + ([firm] if model != "worker+place" else []) + \
         ([industry] if model == "worker+place×industry" else []) + ([time] if time else []) + list(controls)
     # the firm and industry columns are carried along when present, for counts and the gap decomposition
     carry = [c for c in dict.fromkeys((firm, industry) + _LEVELS) if c in df.columns and c not in cols]
-    _need(df, cols)
+    _require(df, cols, "workers", ids=worker)
+    require_numeric(df, [y] + list(controls), "workers")
     work = df[cols + carry].reset_index(drop=True)
     n_in = len(work)
     keep, info = _identified_sample(work, model, worker, firm, level, industry)
     work = work.loc[keep].reset_index(drop=True)
     if len(work) == 0:
-        raise ValueError("place_effects: no identified sample (no worker links any two places)")
+        fail("no identified sample (no worker links any two places)", "workers", level)
 
     res, rows, cells = _fit_model(work, model, y=y, worker=worker, firm=firm, level=level, industry=industry,
                                   time=time, controls=controls, tol=tol)
@@ -304,16 +312,17 @@ def place_effects(linked, model: str = "worker+firm+place", *, level: str = "lad
         info["n_cells"] = int(len(cells))
     info["solver"] = dict(res.diagnostics)
 
-    replicates = None
+    replicates = fold_of = fold_comps = None
     if se:
-        se_tab, replicates = _jackknife_se(work, model, eff, folds=folds, seed=seed, quiet=quiet, y=y,
-                                           worker=worker, firm=firm, level=level, industry=industry, time=time,
-                                           controls=controls, tol=tol)
+        se_tab, replicates, fold_of, fold_comps = _jackknife_se(
+            work, model, eff, folds=folds, seed=seed, quiet=quiet, y=y, worker=worker, firm=firm, level=level,
+            industry=industry, time=time, controls=controls, tol=tol)
         eff = eff.merge(se_tab, on=level, how="left")
     colmap = dict(y=y, worker=worker, firm=firm, level=level, industry=industry, time=time,
                   controls=tuple(controls), tol=tol)
-    return PlaceEffects(model=model, level=level, effects=eff, identification=info, rows=rows, cells=cells,
-                        fit=res, columns=colmap, replicates=replicates)
+    return PlaceEffects(model=model, level=level, table=eff, identification=info, rows=rows, cells=cells,
+                        fit=res, columns=colmap, replicates=replicates, worker_folds=fold_of,
+                        fold_components=fold_comps)
 
 
 def _fit_model(work, model, *, y, worker, firm, level, industry, time, controls, tol):
@@ -373,7 +382,8 @@ def _fit_model(work, model, *, y, worker, firm, level, industry, time, controls,
         rows = rows.drop(columns="gamma")
     rows["resid"] = res.resid
     # sanity: the components add up to y (the solver's own identity)
-    err = np.max(np.abs(rows["alpha"] + rows["psi"] + rows["phi"] + rows["tau"] + rows["xb"] + rows["resid"] - yv)) if n else 0
+    total = rows["alpha"] + rows["psi"] + rows["phi"] + rows["tau"] + rows["xb"] + rows["resid"]
+    err = float(np.max(np.abs(total - yv))) if n else 0.0
     if err > 1e-6:
         raise RuntimeError(f"place_effects: components do not add up to {y} (max error {err:.2e})")
     return res, rows, cells
@@ -386,36 +396,53 @@ def _effects_table(rows: pd.DataFrame, level: str, worker: str, firm: str) -> pd
     return out.reset_index()
 
 
-def _jackknife_se(work, model, eff, *, folds, seed, quiet=True, **kw) -> pd.DataFrame:
-    from tqdm.auto import tqdm
+def _jackknife(est: np.ndarray) -> np.ndarray:
+    """Delete-a-group jackknife standard errors from the ``(K, p)`` estimates of the ``K`` folds (Quenouille-Tukey:
+    ``var = (K - 1) / K * sum_k (theta_k - theta_bar)^2``); ``nan`` where some fold has no estimate."""
+    K = est.shape[0]
+    n_ok = np.isfinite(est).sum(axis=0)
+    mean = np.nanmean(np.where(n_ok[None, :] > 0, est, 0.0), axis=0)
+    var = (K - 1) / K * np.nansum((est - mean) ** 2, axis=0)
+    var[n_ok < K] = np.nan  # a unit lost in some fold has no reliable jackknife
+    return np.sqrt(var)
 
-    level, worker = kw["level"], kw["worker"]
+
+def _worker_folds(work: pd.DataFrame, worker: str, folds: int, seed: int) -> pd.Series:
+    """A random fold ``0..folds-1`` for every worker of ``work`` (``default_rng(seed)``, in order of appearance)."""
     if folds < 2:
-        raise ValueError("folds must be at least 2")
-    rng = np.random.default_rng(seed)
+        raise ValueError(f"folds must be at least 2, got {folds}")
     ids = work[worker].unique()
-    fold_of = pd.Series(rng.integers(0, folds, len(ids)), index=ids)
+    return pd.Series(np.random.default_rng(seed).integers(0, folds, len(ids)), index=ids, name="fold")
+
+
+def _refit(sub: pd.DataFrame, model: str, **kw) -> pd.DataFrame:
+    """The estimation rows of ``model`` re-fitted on ``sub`` (identified set re-done)."""
+    keep, _ = _identified_sample(sub, model, kw["worker"], kw["firm"], kw["level"], kw["industry"])
+    return _fit_model(sub.loc[keep].reset_index(drop=True), model, **kw)[1]
+
+
+def _jackknife_se(work, model, eff, *, folds, seed, quiet=True, **kw):
+    """Jackknife over random groups of workers: the place effects of every fold, their standard errors, the
+    fold of every worker, and (when the panel has the industry column) each fold's gap components by place."""
+    level, worker = kw["level"], kw["worker"]
+    fold_of = _worker_folds(work, worker, folds, seed)
     f = fold_of.reindex(work[worker].to_numpy()).to_numpy()
     base = eff.set_index(level)
     w = base["n_obs"].astype(float)
-    est = []
+    est, comps = [], []
     for k in tqdm(range(folds), disable=quiet, desc="jackknife folds"):
-        sub = work.loc[f != k].reset_index(drop=True)
-        keep, _ = _identified_sample(sub, model, worker, kw["firm"], level, kw["industry"])
-        sub = sub.loc[keep].reset_index(drop=True)
-        _, rows, _ = _fit_model(sub, model, **kw)
+        rows = _refit(work.loc[f != k].reset_index(drop=True), model, **kw)
         e = rows.groupby(level, sort=True, observed=True)["phi"].first().reindex(base.index)
         ok = e.notna()
         e = e - _wmean(e[ok].to_numpy(), w[ok].to_numpy())  # same normalisation as the full sample
         est.append(e.to_numpy())
+        if kw["industry"] in rows and rows[kw["industry"]].notna().all():
+            comps.append(_components(rows, kw, level).assign(fold=k))
     est = np.vstack(est)
-    n_ok = np.isfinite(est).sum(axis=0)
-    mean = np.nanmean(est, axis=0)
-    var = (n_ok - 1) / np.maximum(n_ok, 1) * np.nansum((est - mean) ** 2, axis=0)
-    var[n_ok < folds] = np.nan  # a place lost in some fold has no reliable jackknife
     reps = pd.DataFrame(est.T, columns=[f"fold{k}" for k in range(folds)])
     reps.insert(0, level, base.index.to_numpy())
-    return pd.DataFrame({level: base.index, "se": np.sqrt(var)}), reps
+    fold_comps = pd.concat(comps, ignore_index=True) if comps else None
+    return pd.DataFrame({level: base.index, "se": _jackknife(est)}), reps, fold_of, fold_comps
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -444,11 +471,12 @@ def gap_components(rows: pd.DataFrame, level: str, *, y: str = "y", people: str 
     ``n_people``, ``n_firms`` (distinct workers and enterprises) when ``worker``/``firm`` columns are given.
     """
     people = [people] if isinstance(people, str) else list(people)
-    cols = [level, y, firm_premium, place, industry] + people
-    _need(rows, cols, table="rows")
+    cols = [level, y, firm_premium, place, industry] + people + ([weights] if weights else [])
+    _require(rows, cols, "rows", ids=worker if worker in rows else None)
+    require_numeric(rows, [y, firm_premium, place] + people + ([weights] if weights else []), "rows")
     w = rows[weights].to_numpy(dtype=float) if weights else np.ones(len(rows))
     if len(rows) == 0:
-        raise ValueError("gap_components: rows is empty")
+        fail("is empty", "rows")
     d = pd.DataFrame({
         "_p": rows[level].to_numpy(), "_k": rows[industry].to_numpy(), "_w": w,
         "y": rows[y].to_numpy(dtype=float) * w,
@@ -503,10 +531,11 @@ def _terms(C: np.ndarray) -> pd.Series:
 
 
 def variance_across_places(frame: pd.DataFrame, other: pd.DataFrame | None = None, *, level: str | None = None,
-                           weight: str = "n_obs") -> pd.DataFrame:
+                           weights: str = "n_obs") -> pd.DataFrame:
     """Variance of place gaps across places split into the variances and covariances of its components.
 
-    ``Var(gap) = sum_c Var(c) + sum_{c<d} 2 Cov(c, d)`` over ``COMPONENTS``, weighted by ``weight`` (person-years):
+    ``Var(gap) = sum_c Var(c) + sum_{c<d} 2 Cov(c, d)`` over ``COMPONENTS``, weighted by the column ``weights``
+    (person-years):
     exact, since the components add up to the gap. The covariances with ``people`` are the sorting terms
     (high-wage workers in high-premium firms and places).
 
@@ -520,17 +549,20 @@ def variance_across_places(frame: pd.DataFrame, other: pd.DataFrame | None = Non
     """
     level = level or frame.columns[0]
     comps = list(COMPONENTS)
+    for name, t in (("frame", frame), ("other", other)):
+        if t is not None:
+            _require(t, [level, weights] + comps, name, ids=level)
     if other is None:
         X = frame[comps].to_numpy(dtype=float)
-        w = frame[weight].to_numpy(dtype=float)
+        w = frame[weights].to_numpy(dtype=float)
         C = _wcov(X, X, w)
     else:
-        m = frame.merge(other, on=level, suffixes=("", "_b"))
+        m = frame[[level, weights] + comps].merge(other[[level, weights] + comps], on=level, suffixes=("", "_b"))
         if len(m) < 3:
-            raise ValueError("variance_across_places: fewer than 3 places in both halves")
+            fail(f"{len(m)} place(s) in both halves; at least 3 needed", "other", level)
         A = m[comps].to_numpy(dtype=float)
         B = m[[c + "_b" for c in comps]].to_numpy(dtype=float)
-        w = m[weight].to_numpy(dtype=float) + m[weight + "_b"].to_numpy(dtype=float)
+        w = m[weights].to_numpy(dtype=float) + m[weights + "_b"].to_numpy(dtype=float)
         C = 0.5 * (_wcov(A, B, w) + _wcov(B, A, w))
     t = _terms(C)
     total = float(C.sum())
@@ -538,46 +570,76 @@ def variance_across_places(frame: pd.DataFrame, other: pd.DataFrame | None = Non
     return pd.DataFrame({"value": t, "share": t / total})
 
 
-def _shares(var: pd.DataFrame) -> dict:
-    """Headline shares of Var(gap): people, firms (industry mix + within), place, sorting (all covariances
-    involving people), other (everything else)."""
-    v = var["value"]
+def gap_shares(variance: pd.DataFrame) -> pd.DataFrame:
+    """The headline shares of the variance of gaps across places, from any table of :func:`variance_across_places`.
+
+    ``people`` = Var(people), ``firms`` = Var(industry mix) + Var(firms within) + 2 Cov(industry mix, firms within),
+    ``place`` = Var(place), ``sorting`` = every covariance involving people (2 Cov(people, .)), ``other`` =
+    everything else (the covariances of firms and place, and the residual terms), each divided by Var(gap); the five
+    add up to one. Returns a DataFrame with columns ``component, share`` (rows in the order of :data:`SHARES`).
+    """
+    require_columns(variance, ["value"], "variance")
+    v = variance["value"]
+    need = ["Var(gap)", "Var(people)", "Var(industry_mix)", "Var(firm_within)", "Var(place)",
+            "2Cov(industry_mix,firm_within)"]
+    missing = [k for k in need if k not in v.index]
+    if missing:
+        fail(f"no term(s) {missing}; expected the index of variance_across_places", "variance", "value")
     tot = v["Var(gap)"]
     firms = v["Var(industry_mix)"] + v["Var(firm_within)"] + v["2Cov(industry_mix,firm_within)"]
     sorting = sum(v[k] for k in v.index if k.startswith("2Cov(people,"))
-    out = {"people": v["Var(people)"] / tot, "firms": firms / tot, "place": v["Var(place)"] / tot,
-           "sorting": sorting / tot}
-    out["other"] = 1.0 - sum(out.values())
-    return out
+    out = [v["Var(people)"] / tot, firms / tot, v["Var(place)"] / tot, sorting / tot]
+    out.append(1.0 - sum(out))
+    return pd.DataFrame({"component": list(SHARES), "share": np.asarray(out, dtype=float)})
 
 
-@dataclass(frozen=True)
-class GapDecomposition:
+def _share_values(values: pd.Series) -> np.ndarray:
+    """The :data:`SHARES` of a Series of variance terms (the ``value`` column of :func:`variance_across_places`)."""
+    return gap_shares(values.to_frame("value"))["share"].to_numpy()
+
+
+@dataclass(frozen=True, repr=False)
+class GapDecomposition(Result):
     """The people / firms / place decomposition of place gaps (see :func:`decompose_gaps`).
 
-    ``frame``: one row per place with ``gap, people, industry_mix, firm_within, place, residual`` (adding up to
-    ``gap`` exactly) and ``n_obs, n_people, n_firms``. ``variance``: the plug-in decomposition of the variance of
-    gaps across places (:func:`variance_across_places`); ``variance_corrected``: the split-sample bias-corrected
-    one (or ``None``). ``effects``: the fitted :class:`PlaceEffects`.
+    ``table``: one row per place with ``gap, people, industry_mix, firm_within, place, residual`` (adding up to
+    ``gap`` exactly) and ``n_obs, n_people, n_firms``; with ``se=True`` also the jackknife standard errors
+    ``gap_se, people_se, ...`` of every component (``frame`` is a read-only alias of ``table``). ``variance``: the
+    plug-in decomposition of the variance of gaps across places (:func:`variance_across_places`);
+    ``variance_corrected``: the split-sample bias-corrected one (or ``None``). ``effects``: the fitted
+    :class:`PlaceEffects`. ``shares_se``: with ``se=True``, the jackknife standard errors of the shares
+    (index :data:`SHARES`, columns ``plugin`` and ``corrected``) over ``folds`` groups of workers.
     """
 
     level: str
-    frame: pd.DataFrame
+    table: pd.DataFrame
     variance: pd.DataFrame
     variance_corrected: pd.DataFrame | None
     effects: PlaceEffects = field(repr=False)
     correction: str = "split-sample cross-covariance over random halves of workers"
+    shares_se: pd.DataFrame | None = None
+    folds: int = 0
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.frame.copy()
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Alias of :attr:`table` (one row per place), kept for earlier code."""
+        return self.table
 
-    def shares(self, corrected: bool = True) -> dict:
-        """Shares of Var(gap) across places: people, firms, place, sorting, other."""
-        v = self.variance_corrected if (corrected and self.variance_corrected is not None) else self.variance
-        return _shares(v)
+    def shares(self, corrected: bool = True) -> pd.DataFrame:
+        """Shares of Var(gap) across places (:func:`gap_shares`): columns ``component, share`` with rows people,
+        firms, place, sorting, other; bias-corrected when ``corrected`` and available. With jackknife standard
+        errors (``decompose_gaps(..., se=True)``) also ``se`` and a 95% interval ``lower, upper`` (Student t with
+        ``folds - 1`` degrees of freedom, the reference distribution of a delete-a-group jackknife)."""
+        use = corrected and self.variance_corrected is not None
+        out = gap_shares(self.variance_corrected if use else self.variance)
+        if self.shares_se is not None:
+            se = self.shares_se["corrected" if use else "plugin"].reindex(out["component"]).to_numpy()
+            q = float(stats.t.ppf(0.975, self.folds - 1))
+            out = out.assign(se=se, lower=out["share"] - q * se, upper=out["share"] + q * se)
+        return out
 
     def summary(self) -> str:
-        lines = [f"Decomposition of mean log pay gaps across {len(self.frame)} places ({self.level}); "
+        lines = [f"Decomposition of mean log pay gaps across {len(self.table)} places ({self.level}); "
                  f"model {self.effects.model}",
                  f"  Var(gap) plug-in {self.variance.loc['Var(gap)', 'value']:.5f}"]
         cols = {"plug-in": self.variance["share"]}
@@ -586,31 +648,61 @@ class GapDecomposition:
             cols["corrected"] = self.variance_corrected["share"]
         tab = pd.DataFrame(cols)
         lines.append(tab.to_string(float_format=lambda x: f"{x:7.3f}"))
+        if self.shares_se is not None:
+            sh = self.shares().set_index("component")
+            lines.append(f"  headline shares with jackknife se ({self.folds} groups of workers):")
+            lines.append(sh.to_string(float_format=lambda x: f"{x:7.3f}"))
         return "\n".join(lines)
+
+
+def _components(rows: pd.DataFrame, c: dict, level: str) -> pd.DataFrame:
+    """:func:`gap_components` of fitted estimation rows (people = worker effects, year effects and controls)."""
+    return gap_components(rows, level, y="y", people=["alpha", "tau", "xb"], firm_premium="psi", place="phi",
+                          industry=c["industry"], worker=c["worker"], firm=c["firm"])
+
+
+def _geo_map(rows: pd.DataFrame, fit_level: str, level: str, geo: pd.DataFrame | None) -> pd.Series:
+    """The ``level`` of every ``fit_level`` place: from the rows when they carry it, else from ``geo``."""
+    if level in rows:
+        m = rows[[fit_level, level]].drop_duplicates(fit_level)
+    elif geo is not None:
+        m = geo
+    else:
+        fail(f"no column {level!r} and no lookup from {fit_level!r}", "rows", level)
+    return m.set_index(fit_level)[level]
 
 
 def _gap_frame(pe: PlaceEffects, level: str, geo: pd.DataFrame | None) -> pd.DataFrame:
     c = pe.columns
     rows = pe.rows
-    if c["industry"] not in rows:
-        raise KeyError(f"decompose_gaps needs the industry column {c['industry']!r} in the worker panel")
-    if level != pe.level:
-        if level in rows:
-            pass
-        elif geo is not None:
-            rows = rows.assign(**{level: rows[pe.level].map(geo.set_index(pe.level)[level]).to_numpy()})
-            if rows[level].isna().any():
-                bad = rows.loc[rows[level].isna(), pe.level].unique()[:5].tolist()
-                raise ValueError(f"decompose_gaps: no {level} for {pe.level} {bad}")
-        else:
-            raise KeyError(f"decompose_gaps: rows have no {level!r} column")
-    return gap_components(rows, level, y="y", people=["alpha", "tau", "xb"], firm_premium="psi", place="phi",
-                          industry=c["industry"], worker=c["worker"], firm=c["firm"])
+    require_columns(rows, [c["industry"]], "rows", hint=" (decompose_gaps needs the industry column in the panel)")
+    if level != pe.level and level not in rows:
+        lvl = rows[pe.level].map(_geo_map(rows, pe.level, level, geo))
+        bad = lvl.isna().to_numpy()
+        if bad.any():
+            ids, _ = first_ids(rows, bad, pe.level)
+            fail(f"no {level} for {int(bad.sum())} row(s)", "rows", pe.level, list(dict.fromkeys(ids)), pe.level)
+        rows = rows.assign(**{level: lvl.to_numpy()})
+    return _components(rows, c, level)
+
+
+def _aggregate(frame: pd.DataFrame, fit_level: str, level: str, lookup: pd.Series) -> pd.DataFrame:
+    """Gap components of ``fit_level`` places aggregated to ``level``: person-year-weighted means (exact, since
+    every component is a person-year mean minus England's)."""
+    if level == fit_level:
+        return frame
+    cols = ["gap"] + list(COMPONENTS)
+    d = frame[cols].mul(frame["n_obs"], axis=0).assign(n_obs=frame["n_obs"],
+                                                        **{level: frame[fit_level].map(lookup).to_numpy()})
+    g = d.groupby(level, sort=True, observed=True).sum()
+    g[cols] = g[cols].div(g["n_obs"], axis=0)
+    return g.reset_index()
 
 
 def decompose_gaps(linked, level: str = "lad", *, effects: PlaceEffects | None = None,
                    model: str = "worker+firm+place", fit_level: str = "lad", correct: bool = True, seed: int = 0,
-                   splits: int = 1, **kwargs) -> GapDecomposition:
+                   splits: int = 1, se: bool = False, folds: int = 10, quiet: bool = True,
+                   **kwargs) -> GapDecomposition:
     """Decompose each place's mean log pay gap against England into people, firms and place.
 
     Fits :func:`place_effects` (model (b), worker + firm + place, by default; pass ``effects=`` to reuse a fit)
@@ -633,69 +725,130 @@ def decompose_gaps(linked, level: str = "lad", *, effects: PlaceEffects | None =
     unbiased but noisy in short panels; ``splits > 1`` averages it over that many independent random splits
     (two more fits each).
 
+    ``se=True``: delete-a-group jackknife standard errors (Quenouille-Tukey; the grouped jackknife over clusters of
+    Shao and Tu 1995, *The Jackknife and Bootstrap*, ch. 2) over ``folds`` random groups of workers, which keeps
+    each worker's years together (robust to serial correlation within workers and to heteroskedasticity):
+
+    - every place's components (columns ``gap_se, people_se, ...``) and the plug-in shares come from the ``folds``
+      re-fits of ``place_effects(..., se=True)`` (``effects.fold_components``; a given ``effects`` must have been
+      fitted with ``se=True``): no further fit, at any ``level``, since the components of a region are the
+      person-year-weighted means of its districts';
+    - the bias-corrected shares, a function of two independent half samples, get the two-sample jackknife
+      (Arvesen 1969, *Ann. Math. Statist.* 40(6):2076-2100): each half is split into ``folds`` random groups of
+      workers and re-fitted without each group in turn, the other half held fixed; the variance is the sum of the
+      two halves' jackknife variances (``2 * folds`` more half-sample fits per split; the halves, hence the point
+      estimate, are those of ``se=False``). Deleting a whole fold of the full sample from one half instead would
+      remove a large part of that half, a perturbation too far from linear for the jackknife. With ``splits > 1``
+      the variance is the mean of the splits' variances, an upper bound for the variance of their mean.
+
+    :meth:`GapDecomposition.shares` then reports ``se`` and a 95% interval. Where a place drops out of the identified
+    set in some fold its standard errors are ``nan``. Unlike a bootstrap, which would re-fit the model hundreds of
+    times, the jackknife costs ``folds`` fits; with few groups its intervals use Student t with ``folds - 1``
+    degrees of freedom.
+
     Card, Rothstein and Yi (2021, CES WP 21-32); Combes, Duranton and Gobillon (2008, *J. Urban Econ.*).
     """
-    if level not in _LEVELS:
-        raise ValueError(f"level must be one of {_LEVELS}, got {level!r}")
+    require_choice(level, "level", _LEVELS)
+    if splits < 1:
+        raise ValueError(f"splits must be at least 1, got {splits}")
     df = _panel(linked)
     if effects is None:
-        effects = place_effects(df, model=model, level=fit_level, **kwargs)
+        effects = place_effects(df, model=model, level=fit_level, se=se, folds=folds, seed=seed, quiet=quiet,
+                                **kwargs)
+    if se and effects.fold_components is None:
+        fail("has no jackknife replicates; fit it with place_effects(..., se=True) (and an industry column)",
+             "effects")
     geo = None
     if level != effects.level and level not in effects.rows:
         cols = [c for c in (effects.level, level) if c in df.columns]
         if len(cols) == 2:
             geo = df[cols].drop_duplicates(effects.level)
         else:
-            from . import geography
             geo = geography.districts()[["lad", "itl3", "region"]]
     frame = _gap_frame(effects, level, geo)
     var = variance_across_places(frame, level=level)
+    shares_se, K = None, 0
+    if se:
+        K = effects.replicates.shape[1] - 1
+        fc = effects.fold_components
+        lookup = None if level == effects.level else _geo_map(effects.rows, effects.level, level, geo)
+        reps = [_aggregate(fc[fc["fold"] == k], effects.level, level, lookup) for k in range(K)]
+        cols = ["gap"] + list(COMPONENTS)
+        est = np.stack([r.set_index(level)[cols].reindex(frame[level]).to_numpy(dtype=float) for r in reps])
+        se_c = _jackknife(est.reshape(K, -1)).reshape(len(frame), len(cols))
+        frame = frame.assign(**{f"{c}_se": se_c[:, j] for j, c in enumerate(cols)})
+        plug = np.stack([_share_values(variance_across_places(r, level=level)["value"]) for r in reps])
+        shares_se = pd.DataFrame({"plugin": _jackknife(plug), "corrected": np.nan}, index=pd.Index(SHARES))
     var_c = None
     if correct:
         c = effects.columns
-        if splits < 1:
-            raise ValueError(f"splits must be at least 1, got {splits}")
         rng = np.random.default_rng(seed)
-        ids = df[c["worker"]].unique()
+        wk = df[c["worker"]]
+        ids = wk.unique()
         # the halves are fitted exactly as the full sample was (same columns, controls and tolerance)
         kw = dict(level=effects.level, y=c["y"], worker=c["worker"], firm=c["firm"], industry=c["industry"],
                   time=c["time"], controls=c.get("controls", ()), tol=c.get("tol", 1e-10))
-        values = []
+
+        def fit(part):
+            return _gap_frame(place_effects(df.loc[part], model=effects.model, **kw), level, geo)
+
+        def cross(pair):
+            return variance_across_places(pair[0], pair[1], level=level)["value"]
+
+        if se:  # groups of workers within each half, drawn apart from the halves (which stay those of se=False)
+            grp = pd.Series(np.random.default_rng([seed, 1]).integers(0, K, len(ids)), index=ids)
+            g = grp.reindex(wk.to_numpy()).to_numpy()
+        values, var_s = [], []
         for _ in range(splits):
-            half = pd.Series(rng.integers(0, 2, len(ids)).astype(bool), index=ids)
-            h = half.reindex(df[c["worker"]].to_numpy()).to_numpy()
-            halves = [_gap_frame(place_effects(df.loc[part], model=effects.model, **kw), level, geo)
-                      for part in (h, ~h)]
-            values.append(variance_across_places(halves[0], halves[1], level=level)["value"])
+            h = pd.Series(rng.integers(0, 2, len(ids)).astype(bool), index=ids).reindex(wk.to_numpy()).to_numpy()
+            parts = (h, ~h)
+            halves = [fit(part) for part in parts]
+            values.append(cross(halves))
+            if se:  # two-sample jackknife: delete each group from each half in turn, the other half held fixed
+                vs = np.zeros(len(SHARES))
+                for j in (0, 1):
+                    reps = []
+                    for k in tqdm(range(K), disable=quiet, desc=f"jackknife of half {j + 1}"):
+                        pair = list(halves)
+                        pair[j] = fit(parts[j] & (g != k))
+                        reps.append(_share_values(cross(pair)))
+                    vs += _jackknife(np.stack(reps)) ** 2
+                var_s.append(vs)
         v = pd.concat(values, axis=1).mean(axis=1)
         var_c = pd.DataFrame({"value": v, "share": v / v["Var(gap)"]})
-    return GapDecomposition(level=level, frame=frame, variance=var, variance_corrected=var_c, effects=effects)
+        if se:  # the mean over splits of the variances bounds the variance of the mean over splits
+            shares_se["corrected"] = np.sqrt(np.mean(var_s, axis=0))
+    correction = "split-sample cross-covariance over random halves of workers"
+    return GapDecomposition(level=level, table=frame, variance=var, variance_corrected=var_c, effects=effects,
+                            correction=correction, shares_se=shares_se, folds=K)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # movers across places
 
 
-@dataclass(frozen=True)
-class MoversResult:
+@dataclass(frozen=True, repr=False)
+class MoversResult(Result):
     """Pay changes of workers who move between places (see :func:`movers`).
 
     ``slope`` (with ``se``, heteroskedasticity-robust HC1) is the share of the difference in places' mean pay that a
     mover gains: the place-and-firm part of the gap; ``1 - slope`` is the part that stays with the person.
-    ``bins``: binned scatter (``x`` mean difference in destination-origin mean pay, ``dy`` mean pay change,
-    ``n``). ``moves``: one row per move.
+    ``table``: binned scatter (``x`` mean difference in destination-origin mean pay, ``dy`` mean pay change,
+    ``n``; ``bins`` is a read-only alias). ``moves``: one row per move.
     """
 
     slope: float
     se: float
     intercept: float
     n_moves: int
-    bins: pd.DataFrame
+    table: pd.DataFrame
     moves: pd.DataFrame = field(repr=False)
     level: str = "lad"
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.bins.copy()
+    @property
+    def bins(self) -> pd.DataFrame:
+        """Alias of :attr:`table` (the binned scatter), kept for earlier code."""
+        return self.table
 
     def summary(self) -> str:
         return (f"Movers between places ({self.level}): {self.n_moves:,} moves; slope of the pay change on the "
@@ -709,7 +862,7 @@ class MoversResult:
 
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4.5))
-        b = self.bins
+        b = self.table
         ax.scatter(b["x"], b["dy"], s=25, color="#0072B2", zorder=3, label="movers (binned means)")
         xs = np.array([b["x"].min(), b["x"].max()])
         ax.plot(xs, self.intercept + self.slope * xs, color="#D55E00",
@@ -735,11 +888,10 @@ def movers(linked, level: str = "lad", *, y: str = "lhw", worker: str = "piden",
     Williams 2016, *QJE*; Card, Rothstein and Yi 2021, CES WP 21-32).
     """
     df = _panel(linked)
-    _need(df, [y, worker, time, level])
+    _require(df, [y, worker, time, level], "workers", ids=worker)
+    require_numeric(df, [y, time], "workers")
     d = df[[worker, time, level, y]].copy()
-    if d.duplicated([worker, time]).any():
-        bad = d.loc[d.duplicated([worker, time]), worker].unique()[:5].tolist()
-        raise ValueError(f"workers has several rows per ({worker}, {time}) for {worker} {bad}")
+    require_unique(d, [worker, time], "workers", hint=" (movers needs one row per worker and year)")
     # leave-worker-out place means
     sp_ = d.groupby(level, observed=True)[y].agg(["sum", "size"])
     si = d.groupby([level, worker], observed=True)[y].agg(["sum", "size"])
@@ -754,7 +906,7 @@ def movers(linked, level: str = "lad", *, y: str = "lhw", worker: str = "piden",
     g = pairs.loc[stay].groupby(time)["dy"].mean()
     mv = pairs.loc[~stay].copy()
     if len(mv) < 10:
-        raise ValueError(f"movers: only {len(mv)} moves between places in consecutive years")
+        fail(f"only {len(mv)} moves between places in consecutive years; at least 10 needed", "workers", level)
     mv["dy"] = mv["dy"] - mv[time].map(g).fillna(0.0).to_numpy()
     loo = lo["loo"]
     mv["ybar_o"] = loo.reindex(pd.MultiIndex.from_arrays([mv["orig"], mv[worker]])).to_numpy()
@@ -773,36 +925,39 @@ def movers(linked, level: str = "lad", *, y: str = "lhw", worker: str = "piden",
     bn = pd.DataFrame({"q": q, "x": x, "dy": yv}).groupby("q").agg(x=("x", "mean"), dy=("dy", "mean"),
                                                                   n=("dy", "size")).reset_index(drop=True)
     return MoversResult(slope=float(b[1]), se=float(np.sqrt(V[1, 1])), intercept=float(b[0]), n_moves=int(n),
-                        bins=bn, moves=mv.reset_index(drop=True), level=level)
+                        table=bn, moves=mv.reset_index(drop=True), level=level)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # what place effects are made of
 
 
-@dataclass(frozen=True)
-class CharacteristicsRegression:
+@dataclass(frozen=True, repr=False)
+class CharacteristicsRegression(Result):
     """Place effects regressed on place characteristics (see :func:`explain_place_effects`).
 
-    ``coef``: one row per regressor with ``estimate, se, ci_low, ci_high`` (95%). ``tau2``: estimated variance of
-    the place effects not explained by the characteristics (net of estimation noise). ``shrunk``: empirical-Bayes
-    posterior means of the place effects, shrunk toward the regression line. ``method``: ``"fgls"`` or ``"ols"``.
+    ``table``: one row per regressor with ``estimate, se, ci_low, ci_high`` (95%; ``coef`` is a read-only alias).
+    ``tau2``: estimated variance of the place effects not explained by the characteristics (net of estimation
+    noise). ``shrunk``: empirical-Bayes posterior means of the place effects, shrunk toward the regression line.
+    ``method``: ``"fgls"`` or ``"ols"``.
     """
 
     method: str
-    coef: pd.DataFrame
+    table: pd.DataFrame
     tau2: float
     n_places: int
     r2: float
     shrunk: pd.DataFrame = field(repr=False)
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.coef.copy()
+    @property
+    def coef(self) -> pd.DataFrame:
+        """Alias of :attr:`table` (the coefficients), kept for earlier code (``policy`` uses it)."""
+        return self.table
 
     def summary(self) -> str:
         head = (f"Place effects on characteristics ({self.method}, {self.n_places} places); "
                 f"between-place variance net of noise tau^2 = {self.tau2:.5f}; R^2 {self.r2:.3f}")
-        return head + "\n" + self.coef.to_string(float_format=lambda x: f"{x:9.4f}")
+        return head + "\n" + self.table.to_string(float_format=lambda x: f"{x:9.4f}")
 
 
 def explain_place_effects(effects: pd.DataFrame, characteristics: pd.DataFrame, covariates: Sequence[str], *,
@@ -832,29 +987,27 @@ def explain_place_effects(effects: pd.DataFrame, characteristics: pd.DataFrame, 
 
     ``characteristics`` has one row per place (average district-year panels over years first).
     """
-    if method not in ("fgls", "ols"):
-        raise ValueError(f"method must be 'fgls' or 'ols', got {method!r}")
+    require_choice(method, "method", ("fgls", "ols"))
     covariates = list(covariates)
-    _need(effects, [level, effect] + ([se] if (se and method == "fgls") else []), table="effects")
-    _need(characteristics, [level] + covariates, table="characteristics")
-    if characteristics[level].duplicated().any():
-        bad = characteristics.loc[characteristics[level].duplicated(), level].unique()[:5].tolist()
-        raise ValueError(f"characteristics must have one row per {level}; duplicated: {bad}")
+    _require(effects, [level, effect], "effects", ids=level)
+    if se and method == "fgls":
+        _require(effects, [se], "effects", ids=level)  # a missing se: drop those places explicitly or use 'ols'
+    require_unique(effects, level, "effects")
+    _require(characteristics, [level] + covariates, "characteristics", ids=level)
+    require_numeric(characteristics, covariates, "characteristics")
+    require_unique(characteristics, level, "characteristics", hint=f" (one row per {level}: average panels over "
+                   "years first)")
     m = effects.merge(characteristics[[level] + covariates], on=level, how="left", validate="1:1")
-    miss = m[covariates].isna().any(axis=1)
+    miss = m[covariates].isna().any(axis=1).to_numpy()
     if miss.any():
-        raise ValueError(f"characteristics: no values for {level} {m.loc[miss, level].head(5).tolist()}")
-    if method == "fgls" and se:
-        bad = ~np.isfinite(m[se].to_numpy(dtype=float))
-        if bad.any():
-            raise ValueError(f"effects.{se} is missing for {level} {m.loc[bad, level].head(5).tolist()}; "
-                             "drop those places explicitly or use method='ols'")
+        ids, _ = first_ids(m, miss, level)
+        fail(f"no values for {int(miss.sum())} place(s) of the effects", "characteristics", level, ids, level)
     yv = m[effect].to_numpy(dtype=float)
     X = np.column_stack([np.ones(len(m)), m[covariates].to_numpy(dtype=float)])
     names = ["const"] + covariates
     n, k = X.shape
     if n <= k + 1:
-        raise ValueError(f"explain_place_effects: {n} places for {k} coefficients")
+        fail(f"{n} places for {k} coefficients; at least {k + 2} needed", "effects", level)
     s2 = m[se].to_numpy(dtype=float) ** 2 if (se and method == "fgls") else np.zeros(n)
 
     def wls(w):
@@ -891,9 +1044,10 @@ def explain_place_effects(effects: pd.DataFrame, characteristics: pd.DataFrame, 
             V = A @ meat @ A * n / (n - k)
         else:
             R = m[[level]].merge(replicates, on=level, how="left").drop(columns=level).to_numpy(dtype=float)
-            if not np.isfinite(R).all():
-                bad = m.loc[~np.isfinite(R).all(axis=1), level].head(5).tolist()
-                raise ValueError(f"replicates: missing fold estimates for {level} {bad}")
+            bad = ~np.isfinite(R).all(axis=1)
+            if bad.any():
+                ids, _ = first_ids(m, bad, level)
+                fail(f"missing fold estimates for {int(bad.sum())} place(s)", "replicates", level, ids, level)
             K = R.shape[1]
             Bk = A @ (X * w[:, None]).T @ R  # (k, K): coefficients on each fold's effects
             dev = Bk - Bk.mean(axis=1, keepdims=True)
@@ -908,7 +1062,7 @@ def explain_place_effects(effects: pd.DataFrame, characteristics: pd.DataFrame, 
     shrunk = pd.DataFrame({level: m[level].to_numpy(), "estimate": yv, "fitted": fit,
                            "shrinkage": 1.0 - lam, "eb": fit + lam * (yv - fit)})
     r2 = 1.0 - float(np.var(yv - fit)) / float(np.var(yv)) if np.var(yv) > 0 else float("nan")
-    return CharacteristicsRegression(method=method, coef=coef, tau2=float(tau2), n_places=int(n), r2=r2,
+    return CharacteristicsRegression(method=method, table=coef, tau2=float(tau2), n_places=int(n), r2=r2,
                                      shrunk=shrunk)
 
 
@@ -916,40 +1070,64 @@ def explain_place_effects(effects: pd.DataFrame, characteristics: pd.DataFrame, 
 # over time
 
 
-@dataclass(frozen=True)
-class RollingResult:
+@dataclass(frozen=True, repr=False)
+class RollingResult(Result):
     """The gap decomposition re-estimated on windows of years (see :func:`rolling`).
 
-    ``frame``: one row per window with ``window, start, end, n_obs, var_gap`` and the shares ``people, firms,
-    place, sorting, other`` (bias-corrected when ``corrected``), plus ``*_plugin`` versions.
-    ``decompositions``: the :class:`GapDecomposition` of each window.
+    ``table``: one row per window with ``window, start, end, n_obs, var_gap`` and the shares ``people, firms,
+    place, sorting, other`` (bias-corrected when ``corrected``), plus ``*_plugin`` versions; with ``se=True`` also
+    their jackknife standard errors ``people_se, ...`` and ``people_plugin_se, ...`` (``frame`` is a read-only
+    alias of ``table``). ``decompositions``: the :class:`GapDecomposition` of each window.
     """
 
-    frame: pd.DataFrame
+    table: pd.DataFrame
     decompositions: tuple = field(repr=False)
     level: str = "lad"
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.frame.copy()
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Alias of :attr:`table` (one row per window), kept for earlier code (``policy.over_time`` uses it)."""
+        return self.table
+
+    def changes(self, corrected: bool = True) -> pd.DataFrame:
+        """Each share's change from the first window to every later one, with its standard error and z statistic.
+
+        Windows are disjoint sets of years but share workers, so their estimates are not independent; the
+        standard error ``sqrt(se_1^2 + se_w^2)`` treats them as independent, which overstates it when the
+        windows' errors are positively correlated (the test is conservative). Needs ``rolling(..., se=True)``.
+        Returns ``window, component, change, se, z``."""
+        sfx = "" if corrected else "_plugin"
+        need = [f"{c}{sfx}_se" for c in SHARES]
+        require_columns(self.table, need, "rolling", hint=" (run rolling(..., se=True))")
+        t, out = self.table, []
+        for i in range(1, len(t)):
+            for c in SHARES:
+                d = float(t[f"{c}{sfx}"].iloc[i] - t[f"{c}{sfx}"].iloc[0])
+                e = float(np.hypot(t[f"{c}{sfx}_se"].iloc[i], t[f"{c}{sfx}_se"].iloc[0]))
+                out.append({"window": t["window"].iloc[i], "component": c, "change": d, "se": e, "z": d / e})
+        return pd.DataFrame(out)
 
     def summary(self) -> str:
-        cols = ["window", "n_obs", "var_gap", "people", "firms", "place", "sorting", "other"]
+        cols = ["window", "n_obs", "var_gap", *SHARES] + [f"{c}_se" for c in SHARES if f"{c}_se" in self.table]
         return (f"Shares of the variance of place gaps ({self.level}) by window\n"
-                + self.frame[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+                + self.table[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
 
     def plot(self, ax=None, corrected: bool = True):
         """Shares of the variance of place gaps by window (lines, fixed component colours)."""
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: importing places does not load matplotlib
 
         from .plots import COMPONENT_COLOURS
 
         if ax is None:
             _, ax = plt.subplots(figsize=(6.5, 4))
-        x = np.arange(len(self.frame))
+        x = np.arange(len(self.table))
         for comp in ("people", "firms", "place", "sorting"):
             col = comp if corrected else f"{comp}_plugin"
-            ax.plot(x, self.frame[col], marker="o", color=COMPONENT_COLOURS[comp], label=comp)
-        ax.set_xticks(x, self.frame["window"])
+            ax.plot(x, self.table[col], marker="o", color=COMPONENT_COLOURS[comp], label=comp)
+            if f"{col}_se" in self.table:  # 95% jackknife intervals as error bars
+                ax.errorbar(x, self.table[col], yerr=_Z95 * self.table[f"{col}_se"], fmt="none",
+                            ecolor=COMPONENT_COLOURS[comp], capsize=3, linewidth=1)
+        ax.set_xticks(x, self.table["window"])
         ax.axhline(0, color="0.3", linewidth=0.8)
         ax.set_ylabel("share of Var(place gap)")
         ax.legend(fontsize="small")
@@ -965,27 +1143,36 @@ def rolling(linked, windows: Sequence[tuple[int, int]] = ((2005, 2009), (2010, 2
     split-sample correction are all re-done, as Card, Heining and Kline (2013, *QJE*) do for AKM over four
     intervals. Shares of the variance of place gaps (people, firms, place, sorting) are compared across windows.
     Other keyword arguments go to :func:`decompose_gaps` and :func:`place_effects` (e.g. ``controls``,
-    ``splits``).
+    ``splits``; ``se=True, folds=K`` adds jackknife standard errors of every window's shares, and
+    :meth:`RollingResult.changes` tests the changes between windows).
     """
-    from tqdm.auto import tqdm
-
     df = _panel(linked)
-    _need(df, [time])
+    _require(df, [time], "workers")
+    require_numeric(df, [time], "workers")
     recs, decs = [], []
     for lo, hi in tqdm(list(windows), disable=quiet, desc="windows"):
         sub = df[(df[time] >= lo) & (df[time] <= hi)]
         if len(sub) == 0:
-            raise ValueError(f"rolling: no rows in window {lo}-{hi}")
+            fail(f"no rows in window {lo}-{hi}", "workers", time)
         dec = decompose_gaps(sub, level=level, model=model, correct=correct, seed=seed, time=time, **kwargs)
         decs.append(dec)
         rec = {"window": f"{lo}-{hi}", "start": lo, "end": hi, "n_obs": dec.effects.identification["n_obs"]}
         v = dec.variance_corrected if dec.variance_corrected is not None else dec.variance
         rec["var_gap"] = float(v.loc["Var(gap)", "value"])
-        rec.update(dec.shares(corrected=True))
+        rec.update(_share_record(dec.shares(corrected=True), ""))
         rec["var_gap_plugin"] = float(dec.variance.loc["Var(gap)", "value"])
-        rec.update({f"{k}_plugin": val for k, val in dec.shares(corrected=False).items()})
+        rec.update(_share_record(dec.shares(corrected=False), "_plugin"))
         recs.append(rec)
-    return RollingResult(frame=pd.DataFrame(recs), decompositions=tuple(decs), level=level)
+    return RollingResult(table=pd.DataFrame(recs), decompositions=tuple(decs), level=level)
+
+
+def _share_record(shares: pd.DataFrame, suffix: str) -> dict:
+    """``{component+suffix: share}`` (and ``component+suffix+"_se"`` when there are standard errors)."""
+    sh = shares.set_index("component")
+    rec = {f"{k}{suffix}": float(v) for k, v in sh["share"].items()}
+    if "se" in sh:
+        rec.update({f"{k}{suffix}_se": float(v) for k, v in sh["se"].items()})
+    return rec
 
 
 def characteristics(places: pd.DataFrame, covariates: Sequence[str] = ("density", "transport_access",
@@ -1004,15 +1191,14 @@ def characteristics(places: pd.DataFrame, covariates: Sequence[str] = ("density"
     else:
         panel = getattr(places, "places", None)
         if not isinstance(panel, pd.DataFrame):
-            raise TypeError("characteristics: expected a place-year DataFrame or a LinkedData")
-    _need(panel, [level] + covariates, table="places")
+            fail(f"expected a place-year DataFrame or a LinkedData, got {type(places).__name__}", "places",
+                 kind=InputTypeError)
+    _require(panel, [level] + covariates, "places", ids=level)
+    require_numeric(panel, covariates, "places")
     d = panel[[level] + ([time] if time in panel else []) + covariates].copy()
     for c in log:
         if c in covariates:
-            bad = d[c] <= 0
-            if bad.any():
-                raise ValueError(f"places.{c} must be positive to take logs; not for {level} "
-                                 f"{d.loc[bad, level].unique()[:5].tolist()}")
+            require_positive(d, c, "places", id_cols=level)  # logs
             d[c] = np.log(d[c].astype(float))
     out = d.groupby(level, sort=True, observed=True)[covariates].mean()
     if standardise:

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.collections import PatchCollection
 from matplotlib.patches import RegularPolygon
 
-from . import geography
+from . import _checks, geography
 
 __all__ = [
     "COMPONENT_COLOURS",
@@ -27,6 +27,7 @@ __all__ = [
     "choropleth",
     "component_bars",
     "hexmap",
+    "ledger_funnel",
     "save",
     "set_style",
 ]
@@ -246,6 +247,34 @@ def component_bars(
         if label:
             ax.set_ylabel(label)
     ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+def ledger_funnel(ledger: pd.DataFrame, ax=None, drops_only: bool = True):
+    """Funnel of a linking ledger (``step, rows_in, rows_out, dropped, reason``; see
+    :func:`prosperity.link.build_panel`): one horizontal bar per step with the rows kept (blue) and dropped
+    (orange), labelled with the count dropped. When the ledger has a ``table`` column only its ``jobs`` rows are
+    drawn. ``drops_only`` hides steps that dropped nothing (repairs and joins that keep every row); the first step
+    is always shown. Returns the Axes."""
+    _checks.require_columns(ledger, ["step", "rows_in", "rows_out", "dropped"], "ledger")
+    lg = ledger[ledger["table"] == "jobs"] if "table" in ledger.columns else ledger
+    _checks.require_rows(lg, "ledger", what="jobs step")
+    if drops_only:
+        lg = lg[(lg["dropped"] > 0) | (lg.index == lg.index[0])]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 0.42 * len(lg) + 1.2))
+    y = np.arange(len(lg))
+    ax.barh(y, lg["rows_out"], color=OKABE_ITO[0], height=0.7, label="kept")
+    ax.barh(y, lg["dropped"], left=lg["rows_out"], color=OKABE_ITO[1], height=0.7, label="dropped")
+    top = float(lg["rows_in"].max())
+    for yi, (kept, dropped) in enumerate(zip(lg["rows_out"], lg["dropped"])):
+        if dropped > 0:
+            ax.text(kept + dropped + 0.01 * top, yi, f"-{int(dropped):,}", va="center", fontsize="small")
+    ax.set_yticks(y, [s.replace("_", " ") for s in lg["step"]])
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.18)
+    ax.set_xlabel("rows")
+    ax.legend(loc="lower right", fontsize="small")
     return ax
 
 

@@ -1,4 +1,4 @@
-"""From decompositions to policy: counterfactual gaps, levers and one-page briefs per region.
+"""From decompositions to policy: counterfactual gaps, dispersion, levers and their change over time.
 
 Everything here is arithmetic on the exact decomposition of :func:`prosperity.places.decompose_gaps`:
 
@@ -20,12 +20,10 @@ Everything here is arithmetic on the exact decomposition of :func:`prosperity.pl
   amenities and density account for: ``place_p = sum_c gamma_c (zbar_pc - zbar_c) + unexplained_p``, with
   ``zbar`` the person-year-weighted means of the standardised characteristics of the districts.
 - :func:`over_time`: the decomposition of each place's gap in every window of :func:`prosperity.places.rolling`.
-- :func:`region_brief`: a one-page Markdown brief per region generated from these results, with the
-  disclosure-control status (:func:`prosperity.sdc.check`) of every number in it; numbers from failing cells are
-  suppressed in the text.
 
-All tables carry the counts ``n_obs``, ``n_people`` and ``n_firms`` of the cells they come from, so they can be
-passed to :func:`prosperity.sdc.check`.
+One-page briefs per region built from these results are :func:`prosperity.brief.region_brief`. All tables carry
+the counts ``n_obs``, ``n_people`` and ``n_firms`` of the cells they come from, so they can be passed to
+:func:`prosperity.sdc.check`.
 """
 
 from __future__ import annotations
@@ -36,7 +34,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import places, sdc
+from . import _checks, places
+from ._checks import InputTypeError, MissingColumnError
+from ._results import Result
 
 __all__ = [
     "SUBSTANTIVE",
@@ -49,9 +49,6 @@ __all__ = [
     "Levers",
     "levers",
     "over_time",
-    "RegionBrief",
-    "region_brief",
-    "SYNTHETIC_SOURCE",
 ]
 
 COMPONENTS = tuple(places.COMPONENTS)
@@ -82,13 +79,6 @@ LEVERS = {
     "place": "the place itself (transport, housing, amenities, density)",
     "residual": "not attributed (the decomposition's remainder)",
 }
-_COMPONENT_NAMES = {"people": "people", "industry_mix": "industry mix", "firm_within": "firms within industries",
-                    "place": "place", "residual": "residual"}
-_CHANNEL_NAMES = {"transport_access": "transport access", "housing_cost": "housing costs",
-                  "amenities": "amenities", "density": "density", "unexplained": "not explained by these",
-                  "prosperity": "local prosperity (a control for unmeasured fundamentals, not a lever)"}
-#: Default data-source line of a brief.
-SYNTHETIC_SOURCE = "the synthetic England of prosperity.synthetic (not real data: the numbers are not England's)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -100,57 +90,59 @@ def _plain(xs) -> list:
     return [x.item() if isinstance(x, np.generic) else x for x in xs]
 
 
-def _ids(df: pd.DataFrame, mask, key: str, k: int = 5) -> list:
-    return _plain(df.loc[np.asarray(mask), key].head(k).tolist())
+def _main_table(result, what: str) -> pd.DataFrame | None:
+    """The main table of a result (``table``, or ``frame`` for results written before 0.2.0), else ``None``."""
+    for attr in ("table", "frame"):
+        t = getattr(result, attr, None)
+        if isinstance(t, pd.DataFrame):
+            return t
+    return None
+
+
+def _whole_counts(frame: pd.DataFrame, cols: Sequence[str], table: str, key: str) -> None:
+    """Count columns hold non-negative whole numbers."""
+    _checks.require_numeric(frame, cols, table)
+    for c in cols:
+        v = frame[c].to_numpy(dtype=float)
+        bad = (v < 0) | (v != np.round(v))
+        if bad.any():
+            ids, name = _checks.first_ids(frame, bad, key)
+            _checks.fail(f"{int(bad.sum())} value(s) that are not non-negative whole counts", table, c, ids, name)
 
 
 def _decomposition_frame(decomposition, level: str | None = None, table: str = "decomposition",
                          counts: bool = False) -> tuple[pd.DataFrame, str]:
-    """The per-place frame of a :class:`prosperity.places.GapDecomposition` (or an equivalent DataFrame), checked:
+    """The per-place table of a :class:`prosperity.places.GapDecomposition` (or an equivalent DataFrame), checked:
     the place column, the components, the counts (required with ``counts=True``, else checked when present), no
     missing values, unique places, and the adding-up identity."""
     if isinstance(decomposition, pd.DataFrame):
         frame = decomposition
         level = level or next((c for c in _LEVELS if c in frame.columns), None)
         if level is None:
-            raise KeyError(f"{table} has no place column (one of {_LEVELS}); pass level=; columns: "
-                           f"{list(frame.columns)}")
-    elif isinstance(getattr(decomposition, "frame", None), pd.DataFrame):
-        frame = decomposition.frame
+            _checks.fail(f"no place column (one of {list(_LEVELS)}); pass level=; columns: {list(frame.columns)}",
+                         table, kind=MissingColumnError)
+    elif _main_table(decomposition, table) is not None:
+        frame = _main_table(decomposition, table)
         level = level or decomposition.level
     else:
-        raise TypeError(f"{table}: expected a places.GapDecomposition or a DataFrame, got "
-                        f"{type(decomposition).__name__}")
+        _checks.fail(f"expected a places.GapDecomposition or a DataFrame, got {type(decomposition).__name__}",
+                     table, kind=InputTypeError)
     present = [c for c in COUNTS if c in frame.columns]
     need = [level, "gap", *COMPONENTS] + (list(COUNTS) if counts else present)
-    missing = [c for c in need if c not in frame.columns]
-    if missing:
-        raise KeyError(f"{table} has no column(s) {missing}; its columns are {list(frame.columns)}")
+    _checks.require_columns(frame, need, table)
     frame = frame.reset_index(drop=True)
-    for c in need:
-        na = frame[c].isna().to_numpy()
-        if na.any():
-            raise ValueError(f"{table}.{c} has {int(na.sum())} missing value(s), for {level} "
-                             f"{_ids(frame, na, level) if c != level else list(np.flatnonzero(na)[:5])}")
-    dup = frame[level].duplicated().to_numpy()
-    if dup.any():
-        raise ValueError(f"{table}.{level} must be unique (one row per place); duplicated: {_ids(frame, dup, level)}")
-    for c in COUNTS:
-        if c in frame.columns:
-            v = frame[c].to_numpy(dtype=float)
-            bad = (v < 0) | (v != np.round(v))
-            if bad.any():
-                raise ValueError(f"{table}.{c} must hold non-negative whole counts; bad for {level} "
-                                 f"{_ids(frame, bad, level)}")
+    _checks.require_complete(frame, need, table, id_cols=level)
+    _checks.require_unique(frame, level, table, " (one row per place)")
+    _whole_counts(frame, [c for c in COUNTS if c in frame.columns], table, level)
     vals = frame[list(COMPONENTS)].to_numpy(dtype=float)
     gap = frame["gap"].to_numpy(dtype=float)
     err = np.abs(vals.sum(axis=1) - gap)
     tol = 1e-8 * max(1.0, float(np.max(np.abs(gap))) if len(gap) else 1.0)
     bad = err > tol
     if bad.any():
-        raise ValueError(f"{table}: the components {list(COMPONENTS)} do not add up to column 'gap' for {level} "
-                         f"{_ids(frame, bad, level)} (largest error {float(err.max()):.3g}); counterfactuals need "
-                         "an exact decomposition")
+        ids, name = _checks.first_ids(frame, bad, level)
+        _checks.fail(f"the components {list(COMPONENTS)} do not add up to the gap (largest error "
+                     f"{float(err.max()):.3g}); counterfactuals need an exact decomposition", table, "gap", ids, name)
     return frame, level
 
 
@@ -234,25 +226,27 @@ def _wsd(x: np.ndarray, w: np.ndarray) -> float:
     return float(np.sqrt(np.dot(w, (x - m) ** 2) / w.sum()))
 
 
-def dispersion(counterfactuals: pd.DataFrame, *, weight: str = "n_obs") -> pd.DataFrame:
+def dispersion(counterfactuals: pd.DataFrame, *, weights: str = "n_obs") -> pd.DataFrame:
     """The spread of gaps across places, actual and in each counterfactual of :func:`counterfactual_gaps`.
 
     One row per scenario: ``sd_gap`` and ``sd_counterfactual`` (standard deviations across places weighted by
-    ``weight``, person-years by default, so they are the spread a worker picked at random faces) and
+    the row-weight column ``weights``, person-years by default, so they are the spread a worker picked at random
+    faces) and
     ``reduction = 1 - sd_counterfactual / sd_gap``, ``mean_counterfactual`` (zero when all places of England are
     in the table, as for the gaps) and, when the input carries them, ``n_people`` and ``n_firms``: the counts of
     the *smallest* place cell, the weakest input of each statistic, so the table can go to
     :func:`prosperity.sdc.check` (keys ``"scenario"``).
     """
-    need = ["scenario", "gap", "counterfactual", weight]
-    missing = [c for c in need if c not in counterfactuals.columns]
-    if missing:
-        raise KeyError(f"counterfactuals has no column(s) {missing}; its columns are {list(counterfactuals.columns)}")
+    need = ["scenario", "gap", "counterfactual", weights]
+    _checks.require_columns(counterfactuals, need, "counterfactuals")
+    _checks.require_complete(counterfactuals, need, "counterfactuals")
+    _checks.require_numeric(counterfactuals, [weights], "counterfactuals")
+    _checks.require_positive(counterfactuals, weights, "counterfactuals", strict=False)
     rows = []
     for name, g in counterfactuals.groupby("scenario", sort=False):
-        w = g[weight].to_numpy(dtype=float)
+        w = g[weights].to_numpy(dtype=float)
         if not (w > 0).any():
-            raise ValueError(f"counterfactuals.{weight} is zero in every place of scenario {name!r}")
+            _checks.fail(f"zero in every place of scenario {name!r}", "counterfactuals", weights)
         sg, sc = _wsd(g["gap"].to_numpy(dtype=float), w), _wsd(g["counterfactual"].to_numpy(dtype=float), w)
         rows.append({"scenario": name, "removed": g["removed"].iloc[0] if "removed" in g else name,
                      "n_places": len(g), "sd_gap": sg, "sd_counterfactual": sc,
@@ -268,34 +262,29 @@ def dispersion(counterfactuals: pd.DataFrame, *, weight: str = "n_obs") -> pd.Da
 # levers
 
 
-def _district_weights(decomposition, level: str, district: str, weights: pd.DataFrame | None) -> pd.DataFrame:
+def _district_weights(decomposition, level: str, district: str,
+                      district_weights: pd.DataFrame | None) -> pd.DataFrame:
     """Person-years by (place, district) as columns ``_place, _district, n_obs``: from the decomposition's
-    estimation rows (``decomposition.effects.rows``), or from a given table."""
-    if weights is None:
+    estimation rows (``decomposition.effects.rows``), or from the given ``district_weights`` table."""
+    if district_weights is None:
         rows = getattr(getattr(decomposition, "effects", None), "rows", None)
         if not isinstance(rows, pd.DataFrame):
-            raise ValueError("place_channels: pass weights= (columns place, district, n_obs) when the decomposition "
-                             "is a DataFrame without its estimation rows")
-        for c in (level, district):
-            if c not in rows.columns:
-                raise KeyError(f"decomposition.effects.rows has no column {c!r}; columns: {list(rows.columns)}")
+            raise ValueError("place_channels: pass district_weights= (columns place, district, n_obs) when the "
+                             "decomposition is a DataFrame without its estimation rows")
+        _checks.require_columns(rows, [level, district], "decomposition.effects.rows")
         w = pd.DataFrame({"_place": rows[level].to_numpy(), "_district": rows[district].to_numpy()})
         return w.groupby(["_place", "_district"], sort=True, observed=True).size().rename("n_obs").reset_index()
     need = list(dict.fromkeys((level, district, "n_obs")))
-    missing = [c for c in need if c not in weights.columns]
-    if missing:
-        raise KeyError(f"weights has no column(s) {missing}; its columns are {list(weights.columns)}")
-    na = weights[need].isna().any(axis=1).to_numpy()
-    if na.any():
-        raise ValueError(f"weights has missing values for {district} {_ids(weights, na, district)}")
-    n = weights["n_obs"].to_numpy(dtype=float)
-    if (n < 0).any():
-        raise ValueError(f"weights.n_obs is negative for {district} {_ids(weights, n < 0, district)}")
-    return pd.DataFrame({"_place": weights[level].to_numpy(), "_district": weights[district].to_numpy(), "n_obs": n})
+    _checks.require_columns(district_weights, need, "district_weights")
+    _checks.require_complete(district_weights, need, "district_weights", id_cols=district)
+    _whole_counts(district_weights, ["n_obs"], "district_weights", district)
+    dw = district_weights
+    return pd.DataFrame({"_place": dw[level].to_numpy(), "_district": dw[district].to_numpy(),
+                         "n_obs": dw["n_obs"].to_numpy(dtype=float)})
 
 
 def place_channels(decomposition, regression, characteristics: pd.DataFrame, *, level: str | None = None,
-                   district: str = "lad", weights: pd.DataFrame | None = None) -> pd.DataFrame:
+                   district: str = "lad", district_weights: pd.DataFrame | None = None) -> pd.DataFrame:
     """Split each place's ``place`` component into the contributions of measured place characteristics.
 
     With the characteristics regression ``phi_l = const + z_l' gamma + u_l`` of
@@ -313,7 +302,7 @@ def place_channels(decomposition, regression, characteristics: pd.DataFrame, *, 
     Parameters
     ----------
     decomposition : a :class:`prosperity.places.GapDecomposition` (its estimation rows give the person-years by
-        district) or its frame together with ``weights`` (columns ``<level>, <district>, n_obs``).
+        district) or its table together with ``district_weights`` (columns ``<level>, <district>, n_obs``).
     regression : a :class:`prosperity.places.CharacteristicsRegression`; every term but ``const`` is a channel.
     characteristics : one row per district with the regression's covariates (the ``Z`` it was fitted on, e.g.
         :func:`prosperity.places.characteristics`).
@@ -325,25 +314,23 @@ def place_channels(decomposition, regression, characteristics: pd.DataFrame, *, 
         with ``place`` (the component being split; the contributions add up to it exactly) and the counts.
     """
     frame, level = _decomposition_frame(decomposition, level)
-    coef = getattr(regression, "coef", None)
-    if not isinstance(coef, pd.DataFrame) or "estimate" not in coef.columns:
-        raise TypeError("place_channels: regression must be a places.CharacteristicsRegression (with .coef)")
+    coef = _main_table(regression, "regression")
+    if coef is None or "estimate" not in coef.columns:
+        _checks.fail("must be a places.CharacteristicsRegression (a coefficient table with 'estimate')",
+                     "regression", kind=InputTypeError)
     covs = [t for t in coef.index if t != "const"]
     if not covs:
         raise ValueError("place_channels: the regression has no covariates")
-    missing = [c for c in [district] + covs if c not in characteristics.columns]
-    if missing:
-        raise KeyError(f"characteristics has no column(s) {missing}; its columns are {list(characteristics.columns)}")
-    if characteristics[district].duplicated().any():
-        dup = _plain(pd.unique(characteristics.loc[characteristics[district].duplicated(), district])[:5])
-        raise ValueError(f"characteristics.{district} must be unique; duplicated: {dup}")
-    w = _district_weights(decomposition, level, district, weights)
+    _checks.require_columns(characteristics, [district] + covs, "characteristics")
+    _checks.require_unique(characteristics, district, "characteristics", " (one row per district)")
+    w = _district_weights(decomposition, level, district, district_weights)
     z = characteristics.set_index(district)[covs]
     zw = z.reindex(w["_district"].to_numpy())
     na = zw.isna().any(axis=1).to_numpy()
     if na.any():
         bad = _plain(pd.unique(w.loc[na, "_district"])[:5])
-        raise ValueError(f"characteristics has no values of {covs} for {district} {bad}")
+        _checks.fail(f"no values of {covs} for {int(len(pd.unique(w.loc[na, '_district'])))} district(s) of the "
+                     "decomposition", "characteristics", district, bad, district)
     n = w["n_obs"].to_numpy(dtype=float)
     Z = zw.to_numpy(dtype=float)
     nat = (Z * n[:, None]).sum(axis=0) / n.sum()
@@ -353,13 +340,15 @@ def place_channels(decomposition, regression, characteristics: pd.DataFrame, *, 
     fr = frame.set_index(level)
     absent = _plain(p for p in fr.index if p not in zbar.index)
     if absent:
-        raise ValueError(f"weights have no person-years for {level} {absent[:5]} of the decomposition")
+        _checks.fail(f"no person-years for {len(absent)} {level}(s) of the decomposition", "district_weights", level,
+                     absent, level)
     zbar = zbar.reindex(fr.index)
     nw = tot["_n"].reindex(fr.index).to_numpy()
     off = np.flatnonzero(nw != fr["n_obs"].to_numpy(dtype=float)) if "n_obs" in fr else []
     if len(off):
-        raise ValueError(f"weights: person-years by district do not add up to decomposition.n_obs for {level} "
-                         f"{_plain(fr.index[off[:5]])}; use the estimation rows the decomposition was built on")
+        _checks.fail(f"person-years by district do not add up to the decomposition's n_obs for {len(off)} {level}(s); "
+                     "use the estimation rows the decomposition was built on", "district_weights", "n_obs",
+                     _plain(fr.index[off]), level)
     dz = zbar.to_numpy() - nat[None, :]
     est = coef.loc[covs, "estimate"].to_numpy(dtype=float)
     contrib = dz * est[None, :]
@@ -384,11 +373,11 @@ def place_channels(decomposition, regression, characteristics: pd.DataFrame, *, 
     return res.sort_values(["_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class Levers:
+@dataclass(frozen=True, repr=False)
+class Levers(Result):
     """Which component dominates each place's gap (see :func:`levers`).
 
-    ``frame``: one row per place: ``<level>, gap, dominant, dominant_value, dominant_share, dominant_lever,
+    ``table``: one row per place: ``<level>, gap, dominant, dominant_value, dominant_share, dominant_lever,
     second, second_value`` and the counts. ``ranking``: tidy, one row per place and component, ranked by size:
     ``<level>, rank, component, value, share_of_gap, share_abs, lever`` and the counts. ``channels``: the split
     of the place component by characteristic (:func:`place_channels`), or ``None``. ``regression``: the
@@ -396,16 +385,13 @@ class Levers:
     """
 
     level: str
-    frame: pd.DataFrame
+    table: pd.DataFrame
     ranking: pd.DataFrame
     channels: pd.DataFrame | None = None
     regression: object = field(default=None, repr=False)
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.frame.copy()
-
     def summary(self) -> str:
-        f = self.frame
+        f = self.table
         lines = [f"Levers: the largest component of the gap in each of {len(f)} places ({self.level})"]
         counts = f["dominant"].value_counts()
         for comp in SUBSTANTIVE:
@@ -419,7 +405,7 @@ class Levers:
 
 def levers(decomposition, *, regression=None, characteristics: pd.DataFrame | None = None,
            components: Sequence[str] = SUBSTANTIVE, level: str | None = None, district: str = "lad",
-           weights: pd.DataFrame | None = None) -> Levers:
+           district_weights: pd.DataFrame | None = None) -> Levers:
     """Rank the components of each place's gap by size and name the policy lever each points to.
 
     The dominant component of place ``p`` is the one with the largest absolute value among ``components``
@@ -469,11 +455,8 @@ def levers(decomposition, *, regression=None, characteristics: pd.DataFrame | No
         raise ValueError("levers: pass both regression= and characteristics= to split the place component")
     if regression is not None:
         channels = place_channels(decomposition, regression, characteristics, level=level, district=district,
-                                  weights=weights)
-    return Levers(level=level, frame=wide, ranking=ranking, channels=channels, regression=regression)
-
-
-_compute_levers = levers  # region_brief's keyword ``levers`` shadows the function
+                                  district_weights=district_weights)
+    return Levers(level=level, table=wide, ranking=ranking, channels=channels, regression=regression)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -490,21 +473,19 @@ def over_time(rolling, level: str = "region") -> pd.DataFrame:
 
     Returns a tidy frame: ``window, start, end, <level>, gap, <components>, n_obs, n_people, n_firms``.
     """
-    frame = getattr(rolling, "frame", None)
+    frame = _main_table(rolling, "rolling")
     decs = getattr(rolling, "decompositions", None)
-    if not isinstance(frame, pd.DataFrame) or decs is None:
-        raise TypeError(f"over_time: expected a places.RollingResult, got {type(rolling).__name__}")
-    if level not in _LEVELS:
-        raise ValueError(f"over_time: level must be one of {_LEVELS}, got {level!r}")
+    if frame is None or decs is None:
+        _checks.fail(f"expected a places.RollingResult, got {type(rolling).__name__}", "rolling", kind=InputTypeError)
+    _checks.require_choice(level, "over_time: level", _LEVELS)
     out = []
     for (_, w), dec in zip(frame.iterrows(), decs):
         if dec.level == level:
-            f = dec.frame
+            f = _main_table(dec, "window")
         else:
             rows = dec.effects.rows
-            if level not in rows.columns:
-                raise KeyError(f"over_time: window {w['window']}: the estimation rows have no {level!r} column")
-            f = places.decompose_gaps(rows, level=level, effects=dec.effects, correct=False).frame
+            _checks.require_columns(rows, [level], f"rolling window {w['window']} estimation rows")
+            f = _main_table(places.decompose_gaps(rows, level=level, effects=dec.effects, correct=False), "window")
         f, _ = _decomposition_frame(f, level, table=f"rolling window {w['window']}", counts=True)
         f = f.copy()
         f.insert(0, "end", int(w["end"]))
@@ -512,276 +493,3 @@ def over_time(rolling, level: str = "region") -> pd.DataFrame:
         f.insert(0, "window", str(w["window"]))
         out.append(f)
     return pd.concat(out, ignore_index=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# one-page brief
-
-
-@dataclass(frozen=True)
-class RegionBrief:
-    """A one-page brief for one place (see :func:`region_brief`).
-
-    ``markdown``: the brief. ``numbers``: every number printed in it: ``section, item, value, text`` (as printed;
-    ``[suppressed]`` when a source cell fails disclosure control), ``cells`` (source cells) and ``sdc`` (``pass``
-    or the failing rules). ``cells``: the source cells with their counts and SDC status (``cell, what, n_people,
-    n_firms, status, reason``).
-    """
-
-    place: str
-    name: str
-    markdown: str
-    numbers: pd.DataFrame
-    cells: pd.DataFrame
-
-    @property
-    def passed(self) -> bool:
-        """True when every source cell passes disclosure control (nothing suppressed)."""
-        return bool((self.cells["status"] == "pass").all())
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.numbers.copy()
-
-    def summary(self) -> str:
-        return self.markdown
-
-    def _repr_markdown_(self) -> str:
-        return self.markdown
-
-
-class _Registry:
-    """Collects every number of a brief with its source cells; formats it or suppresses it."""
-
-    def __init__(self, cells: dict[str, dict]):
-        self.cells = cells
-        self.rows: list[dict] = []
-
-    def num(self, section: str, item: str, value: float, cells: Sequence[str], fmt: str = "{:+.3f}") -> str:
-        failing = [c for c in cells if self.cells[c]["status"] != "pass"]
-        text = "[suppressed]" if failing else fmt.format(value)
-        if not failing and text.lstrip("+-").strip("0.%") == "":  # no signed zeros such as -0.000
-            text = text.lstrip("+-")
-        self.rows.append({"section": section, "item": item, "value": float(value), "text": text,
-                          "cells": ",".join(cells),
-                          "sdc": "pass" if not failing else "; ".join(f"{c}: {self.cells[c]['reason']}"
-                                                                       for c in failing)})
-        return text
-
-
-def _cell_status(report) -> tuple[str, str]:
-    if report.passed:
-        return "pass", ""
-    return "suppressed", "; ".join(report.failures["reason"].astype(str).unique())
-
-
-def _pct(x: float) -> float:
-    return 100.0 * (np.exp(x) - 1.0)
-
-
-def region_brief(decomposition, region: str, *, levers: Levers | None = None, windows=None,
-                 names: Mapping[str, str] | None = None, rules: str | sdc.Rules = "ons_srs",
-                 scenarios: Mapping[str, Sequence[str]] = SCENARIOS, source: str = SYNTHETIC_SOURCE,
-                 heading_level: int = 3) -> RegionBrief:
-    """A one-page Markdown brief for one region (or any place), generated from the results.
-
-    Sections: the gap and its size in per cent; its components with the lever each points to (:func:`levers`);
-    the counterfactual gaps of ``scenarios`` (:func:`counterfactual_gaps`); the split of the place component by
-    characteristic when ``levers`` carries channels (:func:`place_channels`); the gap and components in each
-    window when ``windows`` is given (:func:`over_time` output or a ``RollingResult``); caveats; and the
-    disclosure-control status of every source cell, checked with :func:`prosperity.sdc.check` (threshold rules
-    on ``n_people`` and ``n_firms``) and, for the channels, :func:`prosperity.sdc.check_regression` (residual
-    degrees of freedom of the characteristics regression). A number whose source cell fails is printed as
-    ``[suppressed]``. Every number printed is listed in ``RegionBrief.numbers`` with its status.
-
-    Parameters
-    ----------
-    decomposition : a :class:`prosperity.places.GapDecomposition` or its frame.
-    region : the place id (e.g. ``"E12000001"``).
-    levers : a :class:`Levers` for the same decomposition (computed without channels if not given).
-    windows : tidy per-window decomposition (:func:`over_time`) or a ``RollingResult``.
-    names : display names by id (default: :func:`prosperity.geography.region_short_names` for regions).
-    rules : disclosure-control rules (:mod:`prosperity.sdc`).
-    source : the data-source line printed in the brief.
-    heading_level : Markdown heading level of the title (``0``: a bold line instead of a heading, for display
-        inside a notebook output).
-    """
-    frame, level = _decomposition_frame(decomposition, None, counts=True)
-    if region not in set(frame[level]):
-        raise KeyError(f"decomposition has no {level} {region!r}; its {level} values are "
-                       f"{_plain(frame[level].head(10))}")
-    if isinstance(rules, sdc.Rules):
-        rules_obj = rules
-    elif rules in sdc.PRESETS:
-        rules_obj = sdc.PRESETS[rules]
-    else:
-        raise ValueError(f"rules must be a prosperity.sdc.Rules or one of {sorted(sdc.PRESETS)}, got {rules!r}")
-    if names is None:
-        if level == "region":
-            from . import geography
-            names = geography.region_short_names()
-        else:
-            names = {}
-    name = str(names.get(region, region))
-    if levers is None:
-        levers = _compute_levers(frame, level=level)
-    elif levers.level != level:
-        raise ValueError(f"levers are for {levers.level!r}, the decomposition for {level!r}")
-    row = frame.set_index(level).loc[region]
-
-    # source cells and their disclosure status
-    cells: dict[str, dict] = {}
-    one = frame[frame[level] == region][[level, "gap", *COMPONENTS, *COUNTS]]
-    st, why = _cell_status(sdc.check(one, keys=level, rules=rules_obj, name=f"brief_{region}"))
-    cells["A"] = {"what": f"{name}, whole period", "n_people": int(row["n_people"]), "n_firms": int(row["n_firms"]),
-                  "status": st, "reason": why}
-    win = None
-    if windows is not None:
-        win = over_time(windows, level=level) if not isinstance(windows, pd.DataFrame) else windows
-        need = ["window", level, "gap", *SUBSTANTIVE, *COUNTS]
-        missing = [c for c in need if c not in win.columns]
-        if missing:
-            raise KeyError(f"windows has no column(s) {missing}; its columns are {list(win.columns)}")
-        win = win[win[level] == region].reset_index(drop=True)
-        if win.empty:
-            raise KeyError(f"windows has no rows for {level} {region!r}")
-        for i, w in win.iterrows():
-            rep = sdc.check(win.loc[[i], ["window", level, *COUNTS]], keys=["window", level], rules=rules_obj,
-                            name=f"brief_{region}_{w['window']}")
-            st, why = _cell_status(rep)
-            cells[f"W{i + 1}"] = {"what": f"{name}, {w['window']}", "n_people": int(w["n_people"]),
-                                  "n_firms": int(w["n_firms"]), "status": st, "reason": why}
-    ch = None
-    if levers.channels is not None:
-        ch = levers.channels[levers.channels[level] == region]
-        reg = levers.regression
-        if reg is not None and hasattr(reg, "n_places"):
-            k = len(reg.coef)
-            rep = sdc.check_regression(df_resid=int(reg.n_places) - k, coefficients=reg.coef, rules=rules_obj,
-                                       name=f"brief_{region}_regression")
-            st, why = _cell_status(rep)
-            cells["R"] = {"what": f"characteristics regression ({reg.n_places} districts, {k} coefficients, "
-                                  f"{int(reg.n_places) - k} residual df)", "n_people": np.nan, "n_firms": np.nan,
-                          "status": st, "reason": why}
-    R = _Registry(cells)
-    title = f"{name}: one-page brief"
-    L: list[str] = [f"{'#' * heading_level} {title}" if heading_level > 0 else f"**{title}**", ""]
-    model = getattr(getattr(decomposition, "effects", None), "model", None)
-    L.append(f"*Generated by `prosperity.policy.region_brief` from the results"
-             + (f" of the {model} model" if model else "") + f"; data: {source}. A gap is the difference in mean "
-             "log hourly pay from England's (0.100 log points is about 10.5% higher pay).*")
-    L.append("")
-
-    # headline
-    gap = float(row["gap"])
-    g = R.num("headline", "gap (log points)", gap, ["A"])
-    gp = R.num("headline", "gap (per cent)", abs(_pct(gap)), ["A"], "{:.1f}")
-    word = "above" if gap >= 0 else "below"
-    more = "higher" if gap >= 0 else "lower"
-    rk = levers.ranking[levers.ranking[level] == region].sort_values("rank")
-    top = rk.iloc[0]
-    tv = R.num("headline", f"largest component ({top['component']})", float(top["value"]), ["A"])
-    ts = R.num("headline", "largest component, share of absolute components", 100 * float(top["share_abs"]),
-               ["A"], "{:.0f}")
-    works = "adds to" if np.sign(top["value"]) == np.sign(gap) else "works against"
-    L.append(f"**The gap** (cell A). Mean log hourly pay in {name} is {g} log points, {word} England's: pay is "
-             f"about {gp}% {more} (geometric means). The largest component is "
-             f"**{_COMPONENT_NAMES[top['component']]}** ({tv} log points, {ts}% of the absolute size of the "
-             f"components), which {works} the gap; it points to {LEVERS[top['component']]}.")
-    L.append("")
-
-    # components
-    L += ["**What the gap is made of** (cell A).", "", "| component | log points | share of gap | rank | lever |",
-          "|---|---:|---:|---:|---|"]
-    for comp in COMPONENTS:
-        v = float(row[comp])
-        t = R.num("components", comp, v, ["A"])
-        s = R.num("components", f"{comp} share of gap", 100 * v / gap if gap else np.nan, ["A"], "{:.0f}%")
-        rr = rk.loc[rk["component"] == comp, "rank"]
-        rank = str(int(rr.iloc[0])) if len(rr) else "–"
-        L.append(f"| {_COMPONENT_NAMES[comp]} | {t} | {s} | {rank} | {LEVERS[comp].split(' (')[0]} |")
-    L.append(f"| **gap** | **{g}** | 100% | | |")
-    L.append("")
-
-    # counterfactuals
-    cf = counterfactual_gaps(frame[frame[level] == region], scenarios, level=level)
-    L += ["**What if** (cell A; partial equilibrium: everything else held fixed).", "",
-          "| if the region had... | gap would be | share of the gap closed |", "|---|---:|---:|"]
-    for _, c in cf.iterrows():
-        t = R.num("counterfactuals", f"counterfactual gap, {c['scenario']}", float(c["counterfactual"]), ["A"])
-        s = R.num("counterfactuals", f"share closed, {c['scenario']}", 100 * float(c["share_closed"]), ["A"],
-                  "{:.0f}%")
-        label = SCENARIO_LABELS.get(c["scenario"], f"England's average {c['removed'].replace('+', ' and ')}")
-        L.append(f"| {label} | {t} | {s} |")
-    L.append("")
-
-    # place channels
-    if ch is not None and len(ch):
-        cc = ["A", "R"] if "R" in cells else ["A"]
-        pv = R.num("place channels", "place component", float(row["place"]), cc)
-        parts = []
-        for _, c in ch.iterrows():
-            v = R.num("place channels", f"channel {c['channel']}", float(c["contribution"]), cc)
-            txt = f"{_CHANNEL_NAMES.get(c['channel'], c['channel'])} {v}"
-            if np.isfinite(c["ci_low"]):
-                lo = R.num("place channels", f"channel {c['channel']} ci_low", float(c["ci_low"]), cc)
-                hi = R.num("place channels", f"channel {c['channel']} ci_high", float(c["ci_high"]), cc)
-                txt += f" (95% interval {lo} to {hi})"
-            parts.append(txt)
-        L.append(f"**The place component** (cells {' and '.join(cc)}). Of the place component ({pv} log points), "
-                 "given the district characteristics regression: " + "; ".join(parts) + ". These are "
-                 "associations across districts, not the effect of building a road or a house.")
-        L.append("")
-
-    # over time
-    if win is not None:
-        L += [f"**Over time** (cells W1–W{len(win)}).", "",
-              "| window | gap | people | industry mix | firms within | place |", "|---|---:|---:|---:|---:|---:|"]
-        for i, w in win.iterrows():
-            cid = [f"W{i + 1}"]
-            vals = [R.num("over time", f"{w['window']} {c}", float(w[c]), cid) for c in ("gap", *SUBSTANTIVE)]
-            L.append(f"| {w['window']} | " + " | ".join(vals) + " |")
-        if len(win) > 1:
-            first, last = win.iloc[0], win.iloc[-1]
-            cid = ["W1", f"W{len(win)}"]
-            d = {c: float(last[c] - first[c]) for c in SUBSTANTIVE}
-            big = max(d, key=lambda c: abs(d[c]))
-            dg = R.num("over time", "change in gap", float(last["gap"] - first["gap"]), cid)
-            db = R.num("over time", f"change in {big}", d[big], cid)
-            L += ["", f"From {first['window']} to {last['window']} the gap changed by {dg} log points; the largest "
-                  f"change was in {_COMPONENT_NAMES[big]} ({db}). Each window is a separate, shorter sample, so part "
-                  "of any change is estimation noise."]
-        L.append("")
-
-    # caveats
-    ident = getattr(getattr(decomposition, "effects", None), "identification", None)
-    L += ["**Caveats**", "",
-          "- *Partial equilibrium.* The counterfactuals are accounting: they set one component to England's average "
-          "and hold everything else fixed, including the pay of everyone else and the premiums of firms and places.",
-          "- *Sorting responds to policy.* Better transport or cheaper housing changes who lives and works in the "
-          "region; the people component would move too, and the place premium measures what the same worker earns, "
-          "not what the region would earn after workers re-sort.",
-          f"- *Estimation noise.* The numbers rest on {int(row['n_people']):,} people and {int(row['n_firms']):,} "
-          "enterprises in the estimation sample; firm and place effects are identified only by workers who move and "
-          "by enterprises with sites in several districts."]
-    if isinstance(ident, dict) and "n_multi_place_firms" in ident:
-        L[-1] += (f" Across England {ident['n_multi_place_firms']:,} such enterprises identify the place effects; "
-                  f"{ident['dropped_obs']:,} person-years outside the identified set were dropped.")
-    if abs(float(row["residual"])) > 0.1 * max(abs(gap), 1e-12):
-        L.append("- *Residual.* A tenth or more of the gap is not attributed to any component.")
-    L.append(f"- *Data.* {source[0].upper() + source[1:]}.")
-    L.append("")
-
-    # disclosure
-    rb = rules_obj
-    L += [f"**Disclosure check** ({rb.name}: at least {rb.min_people} people and {rb.min_firms} enterprises behind "
-          f"every cell, at least {rb.min_dof} residual degrees of freedom for regressions). "
-          f"{len(R.rows)} numbers above; every one comes from the cells below.", "",
-          "| cell | what | people | enterprises | status |", "|---|---|---:|---:|---|"]
-    for cid, c in cells.items():
-        pe = f"{c['n_people']:,}" if np.isfinite(c["n_people"]) else "–"
-        fe = f"{c['n_firms']:,}" if np.isfinite(c["n_firms"]) else "–"
-        status = c["status"] + (f": {c['reason']}" if c["reason"] else "")
-        L.append(f"| {cid} | {c['what']} | {pe} | {fe} | {status} |")
-    numbers = pd.DataFrame(R.rows)
-    cells_df = pd.DataFrame([{"cell": k, **v} for k, v in cells.items()])
-    return RegionBrief(place=region, name=name, markdown="\n".join(L) + "\n", numbers=numbers, cells=cells_df)

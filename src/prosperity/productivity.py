@@ -6,12 +6,13 @@ small ones, while employment and location come from the business register (BSD: 
 ``local_units``). This module turns those tables into place-level productivity and decomposes it:
 
 1. :func:`design_weights` -- expansion weights for the survey (register enterprises per surveyed enterprise,
-   within strata of year x industry x employment size band), or none (survey only, with the coverage stated).
-2. :func:`locate_sites` -- local units placed through the postcode directory, enterprise references resolved
-   through the continuity table (:func:`resolve_references`); :func:`apportion_gva` -- GVA of multi-site
-   enterprises shared out to the places of their local units in proportion to local-unit employment (the
-   assumption of the ONS regional firm-level analysis: every site of an enterprise has the enterprise's GVA per
-   worker).
+   within strata of year x industry x employment size band, :data:`prosperity.classifications.SIZE_BANDS`), or
+   none (survey only, with the coverage stated).
+2. :func:`apportion_gva` -- GVA of multi-site enterprises shared out to the places of their local units in
+   proportion to local-unit employment (the assumption of the ONS regional firm-level analysis: every site of an
+   enterprise has the enterprise's GVA per worker). The local units come placed and with their enterprise
+   references resolved from the linker (:attr:`prosperity.link.LinkedData.sites`): this module does not redo
+   either.
 3. :func:`shift_share` -- a place's productivity gap against England split into industry mix, within-industry
    and interaction terms; :func:`olley_pakes` -- productivity of any group of firms split into the unweighted
    mean firm and the allocation (covariance) term; :func:`decompose_productivity` -- both at once:
@@ -24,13 +25,18 @@ small ones, while employment and location come from the business register (BSD: 
    multi-site enterprises against the same enterprises' other sites; :func:`account_for` -- how much of a
    place-level component (e.g. the firms-within-industries pay gap) a place-level measure accounts for.
 
-Every decomposition returns a frozen dataclass whose ``to_frame()`` is one row per place with the parts and the
-total, the parts adding up to the total to floating-point precision, and ``n_firms`` (distinct enterprises, not
-weighted) behind every row and every cell for disclosure control (:mod:`prosperity.sdc`).
+The geography a table is keyed by is the argument ``level=`` (the column name ``"lad"``, ``"itl3"`` or
+``"region"``), as in :mod:`prosperity.places`. Every result derives from :class:`prosperity._results.Result`:
+``summary()``, the main table ``table`` (``to_frame()`` is a copy of it) and, for the gap decompositions,
+``shares()`` (each part's share of the employment-weighted variance of the gaps, columns ``component, share``).
+Decomposition tables have one row per place with the parts and the total, the parts adding up to the total to
+floating-point precision, and ``n_firms`` (distinct enterprises, not weighted) behind every row and every cell
+for disclosure control (:mod:`prosperity.sdc`).
 
-Inputs are plain DataFrames with named columns; bad input raises an error naming the table, the column and a
-few offending ids. Nothing is dropped silently: rows that cannot be used are listed in the result's
-``excluded`` table with the reason.
+Inputs are plain DataFrames with named columns. Bad input (a missing column, a non-numeric measure, missing
+values, duplicated keys, mixed-type ids, an empty table) raises a :mod:`prosperity._checks` error naming the
+table, the column and the first offending ids. Nothing is dropped silently: rows that cannot be used are listed
+in the result's ``excluded`` table with the reason.
 """
 
 from __future__ import annotations
@@ -41,12 +47,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ._checks import (InputTypeError, as_list, fail, first_ids, require_choice, require_columns, require_complete,
+                      require_numeric, require_one_type, require_positive, require_rows, require_unique)
+from ._results import Result
+from .classifications import SIZE_BANDS, size_band
+
 __all__ = [
-    "SIZE_BANDS",
     "design_weights",
     "DesignWeights",
-    "resolve_references",
-    "locate_sites",
     "apportion_gva",
     "Apportioned",
     "shift_share",
@@ -69,72 +77,39 @@ __all__ = [
     "AccountedFor",
 ]
 
-#: Employment size bands (lower bounds) used to stratify the business survey, as in the ABS sample design:
-#: 0-9, 10-49, 50-249 and 250+ employees.
-SIZE_BANDS = (0, 10, 50, 250)
-
-_TOL = 1e-9
-
 
 # ---------------------------------------------------------------------------------------------------------------
-# validation helpers
+# input checks and shared helpers
 
 
-def _ids(df: pd.DataFrame, mask, id_cols: Sequence[str], k: int = 5) -> list:
-    sub = df.loc[np.asarray(mask), [c for c in id_cols if c in df.columns]].head(k)
-    if sub.shape[1] == 1:
-        return sub.iloc[:, 0].tolist()
-    return [tuple(r) for r in sub.itertuples(index=False, name=None)]
+def _check_table(df, table: str, columns: Sequence[str | None], *, numeric: Sequence[str | None] = (),
+                 ids: Sequence[str] = (), key: Sequence[str] | None = None, complete: Sequence[str] | None = None,
+                 show: Sequence[str] | None = None, rows: int = 1) -> None:
+    """The checks every input table of this module gets, through :mod:`prosperity._checks`, in this order: a
+    DataFrame holding ``columns`` with at least ``rows`` rows; ``numeric`` columns numeric; each id column of
+    ``ids`` of one Python type; no missing value in ``complete`` (default: all ``columns``); no two rows sharing
+    ``key``. Offending rows are named by ``show`` (default ``ids``, then ``key``)."""
+    require_columns(df, columns, table)
+    require_rows(df, table, rows)
+    require_numeric(df, numeric, table)
+    for c in ids:
+        require_one_type(df, c, table)
+    show = as_list(show) or as_list(ids) + [k for k in as_list(key) if k not in as_list(ids)]
+    require_complete(df, columns if complete is None else complete, table, id_cols=show or None)
+    if key:
+        require_unique(df, key, table)
 
 
-def _require(df, table: str, columns: Sequence[str]) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{table} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in columns if c is not None and c not in df.columns]
-    if missing:
-        raise KeyError(f"{table}: no column(s) {missing}; available: {list(df.columns)[:25]}")
-
-
-def _no_missing(df: pd.DataFrame, table: str, columns: Sequence[str], id_cols: Sequence[str]) -> None:
+def _same_kind(tables: dict, columns: Sequence[str]) -> None:
+    """Join keys are numbers in every table or in none: an ``entref`` of ``1`` never matches ``"1"``, and pandas
+    would otherwise refuse the join with an error naming neither table."""
     for c in columns:
-        if c is None:
-            continue
-        bad = df[c].isna().to_numpy()
-        if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
-            with np.errstate(invalid="ignore"):
-                bad = bad | ~np.isfinite(df[c].to_numpy(dtype=float, na_value=np.nan))
-        if bad.any():
-            raise ValueError(
-                f"{table}: column {c!r} has {int(bad.sum())} missing or non-finite value(s); "
-                f"first ids {list(id_cols)}: {_ids(df, bad, id_cols)}"
-            )
-
-
-def _positive(df: pd.DataFrame, table: str, column: str, id_cols: Sequence[str], strict: bool = True) -> None:
-    v = df[column].to_numpy(dtype=float)
-    bad = v <= 0 if strict else v < 0
-    if bad.any():
-        what = "zero or negative" if strict else "negative"
-        raise ValueError(
-            f"{table}: column {column!r} has {int(bad.sum())} {what} value(s); "
-            f"first ids {list(id_cols)}: {_ids(df, bad, id_cols)}"
-        )
-
-
-def _unique(df: pd.DataFrame, table: str, keys: Sequence[str]) -> None:
-    dup = df.duplicated(list(keys), keep=False).to_numpy()
-    if dup.any():
-        raise ValueError(
-            f"{table}: {int(dup.sum())} rows share the key {list(keys)}; first duplicated: {_ids(df, dup, keys)}"
-        )
-
-
-def _as_list(x) -> list[str]:
-    if x is None:
-        return []
-    if isinstance(x, str):
-        return [x]
-    return list(x)
+        kinds = {name: pd.api.types.is_numeric_dtype(df[c]) for name, df in tables.items()}
+        if len(set(kinds.values())) > 1:
+            num = [n for n, k in kinds.items() if k]
+            other = [n for n, k in kinds.items() if not k]
+            fail(f"dtype {tables[other[0]][c].dtype} but the same key is numeric in table {num[0]!r}; convert the "
+                 f"ids to one type before joining", other[0], c, kind=InputTypeError)
 
 
 def _groupby(df: pd.DataFrame, keys: list[str]):
@@ -143,21 +118,51 @@ def _groupby(df: pd.DataFrame, keys: list[str]):
     return df.assign(_all=0).groupby("_all")
 
 
+def _gap_shares(t: pd.DataFrame, components: Sequence[str]) -> pd.DataFrame:
+    """Each part's share of the employment-weighted variance of the gaps, ``cov(gap, part) / var(gap)``: the
+    gaps have employment-weighted mean zero (in every ``by`` group), so these are plain weighted sums and the
+    shares add up to one."""
+    w = (t["employment"] / t["employment"].sum()).to_numpy(dtype=float)
+    gap = t["gap"].to_numpy(dtype=float)
+    var = float((w * gap**2).sum())
+    share = [float((w * gap * t[c].to_numpy(dtype=float)).sum()) / var if var > 0 else np.nan for c in components]
+    return pd.DataFrame({"component": list(components), "share": share})
+
+
+class _GapParts:
+    """What the gap decompositions share: a ``table`` with ``gap``, ``employment`` and the parts named in
+    ``components`` (a class attribute), ``shares()`` and the text of the shares for ``summary()``."""
+
+    components: tuple = ()
+
+    def shares(self) -> pd.DataFrame:
+        """Each part's share of the employment-weighted variance of the gaps, ``cov(gap, part) / var(gap)``
+        (columns ``component, share``; the shares add up to one)."""
+        return _gap_shares(self.table, self.components)
+
+    def _shares_text(self, fmt: str = ".0%") -> str:
+        t, s = self.table, self.shares()
+        err = np.abs(t["gap"] - t[list(self.components)].sum(axis=1)).max()
+        parts = ", ".join(f"{c.replace('_', ' ')} {v:{fmt}}" for c, v in zip(s["component"], s["share"]))
+        return f"shares of the employment-weighted variance of the gaps: {parts}; max adding-up error {err:.1e}"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 1. survey design weights
 
 
-@dataclass(frozen=True)
-class DesignWeights:
+@dataclass(frozen=True, repr=False)
+class DesignWeights(Result):
     """Expansion weights of a business survey within strata of the business register.
 
-    ``weights``: one row per surveyed enterprise-year (``firm``, ``year``, ``weight``, ``stratum``).
-    ``strata``: one row per stratum with ``n_register``, ``n_sample``, register employment and the share of it
-    the survey covers. ``unrepresented``: register enterprise-years in strata with no surveyed enterprise (the
-    survey says nothing about them; they are outside every weighted total).
+    ``table``: one row per surveyed enterprise-year (``firm``, ``year``, ``stratum``, ``size_band``, ``weight``),
+    what :func:`apportion_gva` takes as ``design``. ``strata``: one row per stratum with ``n_register``,
+    ``n_sample``, register employment and the share of it the survey covers. ``unrepresented``: register
+    enterprise-years in strata with no surveyed enterprise (the survey says nothing about them; they are outside
+    every weighted total). ``out_of_scope``: enterprise-years without employees.
     """
 
-    weights: pd.DataFrame
+    table: pd.DataFrame
     strata: pd.DataFrame
     unrepresented: pd.DataFrame
     out_of_scope: pd.DataFrame
@@ -168,16 +173,13 @@ class DesignWeights:
         cov_n = s["n_sample"].sum() / max(s["n_register"].sum(), 1)
         cov_e = s["employment_sample"].sum() / max(s["employment_register"].sum(), 1e-300)
         unrep = self.unrepresented
+        jobs = unrep.iloc[:, 2].sum() if len(unrep) else 0  # the register employment column
         return (
-            f"Design weights ({self.method}): {len(self.weights):,} surveyed enterprise-years in {len(s):,} strata; "
+            f"Design weights ({self.method}): {len(self.table):,} surveyed enterprise-years in {len(s):,} strata; "
             f"the survey holds {cov_n:.1%} of register enterprise-years and {cov_e:.1%} of register employment; "
-            f"{len(unrep):,} register enterprise-years ({unrep['employment'].sum() if len(unrep) else 0:,.0f} "
-            f"jobs) are in strata with no surveyed enterprise; {len(self.out_of_scope):,} enterprise-years are out "
-            f"of scope (no employees)."
+            f"{len(unrep):,} register enterprise-years ({jobs:,.0f} jobs) are in strata with no surveyed "
+            f"enterprise; {len(self.out_of_scope):,} enterprise-years are out of scope (no employees)."
         )
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.weights.copy()
 
 
 def design_weights(
@@ -195,11 +197,13 @@ def design_weights(
     """Survey weights for enterprise accounts from the business register.
 
     ``method="expansion"``: post-stratified expansion weights. Strata are ``year`` x ``industry`` x employment
-    size band (:data:`SIZE_BANDS`, from the register employment); within a stratum every surveyed enterprise
-    gets ``weight = N_h / n_h``, the number of register enterprises per surveyed one (Horvitz-Thompson under
-    simple random sampling within strata, the design of the ONS Annual Business Survey, which takes every
-    enterprise with 250+ employees and samples smaller ones). ``method="none"``: weight 1 for every surveyed
-    enterprise (survey only); the coverage is still reported in ``strata``.
+    size band (:func:`prosperity.classifications.size_band` of the register employment with the lower bounds
+    ``size_bands``, by default :data:`prosperity.classifications.SIZE_BANDS`: 0-9, 10-49, 50-249, 250+); within a
+    stratum every surveyed enterprise gets ``weight = N_h / n_h``, the number of register enterprises per
+    surveyed one (Horvitz-Thompson under simple random sampling within strata, the design of the ONS Annual
+    Business Survey, which takes every enterprise with 250+ employees and samples smaller ones).
+    ``method="none"``: weight 1 for every surveyed enterprise (survey only); the coverage is still reported in
+    ``strata``.
 
     Enterprise-years with register employment below ``min_employment`` (default 1: no employees) are out of
     scope: GVA per worker is undefined for them. They are left out of the strata (so they do not inflate the
@@ -207,40 +211,30 @@ def design_weights(
 
     ``register``: one row per enterprise-year (``firm``, ``year``, ``employment`` and ``industry`` if used).
     ``survey``: one row per surveyed enterprise-year (``firm``, ``year``); every surveyed enterprise-year must
-    be on the register (otherwise a ``ValueError`` names them).
+    be on the register (otherwise an error names them).
     """
-    if method not in ("expansion", "none"):
-        raise ValueError(f"design_weights: method must be 'expansion' or 'none', got {method!r}")
+    require_choice(method, "design_weights: method", ("expansion", "none"))
     cols = [firm, year, employment] + ([industry] if industry else [])
-    _require(register, "register", cols)
-    _require(survey, "survey", [firm, year])
-    _no_missing(register, "register", cols, [firm, year])
-    _unique(register, "register", [firm, year])
-    _unique(survey, "survey", [firm, year])
-    _positive(register, "register", employment, [firm, year], strict=False)
+    _check_table(register, "register", cols, numeric=[employment], ids=[firm], key=[firm, year])
+    _check_table(survey, "survey", [firm, year], ids=[firm], key=[firm, year])
+    _same_kind({"register": register, "survey": survey}, [firm, year])
+    require_positive(register, employment, "register", [firm, year], strict=False)
     reg = register[cols].copy()
     scope = reg[employment].to_numpy(dtype=float) >= min_employment
     out = reg.loc[~scope, [firm, year, employment]].copy()
     out["surveyed"] = out.set_index([firm, year]).index.isin(pd.MultiIndex.from_frame(survey[[firm, year]]))
     reg = reg.loc[scope]
-    band = np.searchsorted(np.asarray(size_bands, dtype=float), reg[employment].to_numpy(dtype=float), side="right")
-    labels = [f"{int(lo)}-{int(hi) - 1}" for lo, hi in zip(size_bands[:-1], size_bands[1:])] + [f"{int(size_bands[-1])}+"]
-    reg["size_band"] = np.asarray(labels, dtype=object)[np.clip(band - 1, 0, len(labels) - 1)]
+    reg["size_band"] = size_band(reg[employment], size_bands).to_numpy()
     keys = [year] + ([industry] if industry else []) + ["size_band"]
-    s = survey[[firm, year]].drop_duplicates()
+    s = survey[[firm, year]].copy()
     s["_in"] = True
+    off = s.merge(register[[firm, year]], on=[firm, year], how="left", indicator=True)["_merge"].eq("left_only")
+    if off.any():
+        ids, name = first_ids(s, off.to_numpy(), [firm, year])
+        fail(f"{int(off.sum())} enterprise-year(s) not on the register; resolve enterprise references (e.g. through "
+             f"the continuity table) before weighting", "survey", firm, ids, name)
     reg = reg.merge(s, on=[firm, year], how="left", validate="1:1")
     reg["_in"] = reg["_in"].eq(True)
-    s = s.merge(out[[firm, year]].assign(_out=True), on=[firm, year], how="left")
-    s = s[s["_out"].isna()].drop(columns="_out")
-    off = s.merge(register[[firm, year]], on=[firm, year], how="left", indicator=True)
-    off = off[off["_merge"] == "left_only"]
-    if len(off):
-        raise ValueError(
-            f"survey: {len(off)} enterprise-year(s) not on the register (columns {firm!r}, {year!r}); "
-            f"first: {list(off[[firm, year]].head(5).itertuples(index=False, name=None))}. Resolve enterprise "
-            f"references (e.g. through the continuity table) before weighting."
-        )
     reg["_emp_in"] = np.where(reg["_in"], reg[employment], 0.0)
     g = reg.groupby(keys, sort=True, observed=True)
     strata = pd.DataFrame(
@@ -262,7 +256,7 @@ def design_weights(
     reg = reg.merge(strata[keys + ["stratum", "weight"]], on=keys, how="left", validate="m:1")
     weights = reg.loc[reg["_in"], [firm, year, "stratum", "size_band", "weight"]].reset_index(drop=True)
     unrep = reg.loc[reg["weight"].isna(), [firm, year, employment] + keys[1:]].reset_index(drop=True)
-    return DesignWeights(weights=weights, strata=strata, unrepresented=unrep,
+    return DesignWeights(table=weights, strata=strata, unrepresented=unrep,
                          out_of_scope=out.reset_index(drop=True), method=method)
 
 
@@ -270,36 +264,34 @@ def design_weights(
 # 2. apportioning enterprise GVA to places
 
 
-@dataclass(frozen=True)
-class Apportioned:
+@dataclass(frozen=True, repr=False)
+class Apportioned(Result):
     """Enterprise GVA apportioned to places.
 
-    ``units``: one row per enterprise x place x year (plus ``by`` columns): ``gva`` (the enterprise's GVA times the
-    place's share of its local-unit employment), ``employment`` (local-unit employment in the place),
-    ``weight`` (survey weight of the enterprise), ``industry``. ``excluded``: enterprise-years that could not
-    be used, with the reason. ``coverage``: surveyed and register employment by place.
+    ``table``: one row per enterprise x place x year: ``gva`` (the enterprise's GVA times the place's share of
+    its local-unit employment), ``employment`` (local-unit employment in the place), ``weight`` (survey weight of
+    the enterprise), ``industry``. ``excluded``: enterprise-years that could not be used, with the reason.
+    ``coverage``: surveyed and register employment by place. ``names``: the column names used (``firm``,
+    ``year``, ``level``, ``industry``).
     """
 
-    units: pd.DataFrame
+    table: pd.DataFrame
     excluded: pd.DataFrame
     coverage: pd.DataFrame
     names: dict = field(default_factory=dict)
 
     def summary(self) -> str:
-        u = self.units
-        f, y, p = self.names.get("firm", "entref"), self.names.get("year", "year"), self.names.get("place", "region")
+        u = self.table
+        f, y, p = self.names.get("firm", "entref"), self.names.get("year", "year"), self.names.get("level", "region")
         n_multi = int((u.groupby([f, y])[p].nunique() > 1).sum()) if len(u) else 0
         cov = self.coverage
         share = cov["employment_surveyed"].sum() / max(cov["employment_register"].sum(), 1e-300)
         return (
-            f"{len(u):,} enterprise x place x year units from {u[f].nunique():,} surveyed enterprises covering "
+            f"{len(u):,} enterprise x {p} x year units from {u[f].nunique():,} surveyed enterprises covering "
             f"{share:.1%} of register employment "
-            f"({n_multi:,} enterprise-years span more than one place); {len(self.excluded):,} enterprise-years "
+            f"({n_multi:,} enterprise-years span more than one {p}); {len(self.excluded):,} enterprise-years "
             f"excluded (see .excluded)."
         )
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.units.copy()
 
 
 def apportion_gva(
@@ -307,13 +299,13 @@ def apportion_gva(
     local_units: pd.DataFrame,
     enterprises: pd.DataFrame,
     *,
-    place: str = "region",
+    level: str = "region",
     industry: str = "industry",
     firm: str = "entref",
     year: str = "year",
     gva: str = "gva",
     employment: str = "employment",
-    weights: pd.DataFrame | None = None,
+    design: DesignWeights | pd.DataFrame | None = None,
     weight: str = "weight",
 ) -> Apportioned:
     """Apportion surveyed enterprise GVA to the places of the enterprise's local units.
@@ -325,30 +317,32 @@ def apportion_gva(
     is its local-unit employment, so a place's GVA per worker is ``sum_e w_e gva_ep / sum_e w_e emp_ep``.
 
     ``accounts``: ``firm``, ``year``, ``gva`` (one row per surveyed enterprise-year; references already resolved
-    through any continuity table). ``local_units``: ``firm``, ``year``, ``place``, ``employment`` (one row per
-    local unit-year, already located: e.g. via the postcode lookup). ``enterprises``: ``firm``, ``year``,
-    ``industry`` (the enterprise's industry, used for all its units). ``weights``: optional ``firm``, ``year``,
-    ``weight`` (from :func:`design_weights`); without it every surveyed enterprise has weight 1.
+    through any continuity table). ``local_units``: ``firm``, ``year``, ``level``, ``employment`` (one row per
+    local unit-year, already located and resolved: :attr:`prosperity.link.LinkedData.sites`). ``enterprises``:
+    ``firm``, ``year``, ``industry`` (the enterprise's industry, used for all its units). ``design``: the survey
+    weights, a :class:`DesignWeights` from :func:`design_weights` or a table ``firm``, ``year``, ``weight``;
+    without it every surveyed enterprise has weight 1.
 
     Enterprise-years with accounts but no local-unit employment, or not on the register, cannot be placed:
     they are listed in ``excluded`` with the reason rather than dropped silently. Local units of enterprises
-    that are not surveyed are not in ``units`` but count in ``coverage``.
+    that are not surveyed are not in ``table`` but count in ``coverage``.
     """
-    _require(accounts, "accounts", [firm, year, gva])
-    _require(local_units, "local_units", [firm, year, place, employment])
-    _require(enterprises, "enterprises", [firm, year, industry])
-    _no_missing(accounts, "accounts", [firm, year, gva], [firm, year])
-    _unique(accounts, "accounts", [firm, year])
-    _no_missing(local_units, "local_units", [firm, year, place, employment], [firm, year, place])
-    _positive(local_units, "local_units", employment, [firm, year, place], strict=False)
-    _no_missing(enterprises, "enterprises", [firm, year, industry], [firm, year])
-    _unique(enterprises, "enterprises", [firm, year])
+    F, Y, P, K = firm, year, level, industry
+    _check_table(accounts, "accounts", [F, Y, gva], numeric=[gva], ids=[F], key=[F, Y])
+    _check_table(local_units, "local_units", [F, Y, P, employment], numeric=[employment], ids=[F],
+                 show=[F, Y, P])
+    require_positive(local_units, employment, "local_units", [F, Y, P], strict=False)
+    _check_table(enterprises, "enterprises", [F, Y, K], ids=[F], key=[F, Y])
+    tables = {"accounts": accounts, "local_units": local_units, "enterprises": enterprises}
+    weights = design.table if isinstance(design, DesignWeights) else design
+    if weights is not None:
+        _check_table(weights, "design", [F, Y, weight], numeric=[weight], ids=[F], key=[F, Y], complete=[F, Y])
+        require_positive(weights, weight, "design", [F, Y])
+        tables["design"] = weights
+    _same_kind(tables, [F, Y])
 
-    F, Y, P, K = firm, year, place, industry
     acc = accounts[[F, Y, gva]].rename(columns={gva: "_gva_e"})
     if weights is not None:
-        _require(weights, "weights", [F, Y, weight])
-        _unique(weights, "weights", [F, Y])
         acc = acc.merge(weights[[F, Y, weight]].rename(columns={weight: "_weight"}), on=[F, Y], how="left",
                         validate="1:1")
     else:
@@ -393,80 +387,21 @@ def apportion_gva(
     coverage["coverage"] = coverage["employment_surveyed"] / coverage["employment_register"].where(
         coverage["employment_register"] > 0
     )
-    return Apportioned(units=units, excluded=excluded.reset_index(drop=True), coverage=coverage,
-                       names={"firm": F, "year": Y, "place": P, "industry": K})
-
-
-def resolve_references(refs: pd.Series, continuity: pd.DataFrame | None, *, old: str = "old_entref",
-                       new: str = "new_entref", max_depth: int = 100) -> pd.Series:
-    """Enterprise references resolved through a continuity table to the **last** reference of each chain
-    (A -> B -> C gives C for A and B), the rule :mod:`prosperity.link` and the synthetic truth use. A cycle
-    or a reference with two successors raises an error naming them."""
-    if continuity is None or len(continuity) == 0:
-        return refs.copy()
-    _require(continuity, "entref_continuity", [old, new])
-    dup = continuity[old][continuity[old].duplicated()].unique()
-    if len(dup):
-        raise ValueError(f"entref_continuity: column {old!r} has references with two successors: {list(dup[:5])}")
-    step = dict(zip(continuity[old].to_numpy().tolist(), continuity[new].to_numpy().tolist()))
-    final = {}
-    for start in step:
-        cur, seen = start, 0
-        while cur in step:
-            cur = step[cur]
-            seen += 1
-            if seen > max_depth:
-                raise ValueError(f"entref_continuity: column {old!r}: a chain from {start!r} does not end "
-                                 f"(cycle or longer than {max_depth})")
-        final[start] = cur
-    out = refs.map(final)
-    return out.where(out.notna(), refs).astype(refs.dtype)
-
-
-def locate_sites(
-    local_units: pd.DataFrame,
-    postcode_lookup: pd.DataFrame,
-    continuity: pd.DataFrame | None = None,
-    *,
-    firm: str = "entref",
-    site: str = "luref",
-    postcode: str = "postcode",
-    levels: Sequence[str] = ("lad", "itl3", "region"),
-) -> pd.DataFrame:
-    """Local units (sites) with their places and resolved enterprise references, one row per site-year.
-
-    ``local_units`` (BSD-like: ``site``, ``firm``, ``year``, ``postcode``, ``employment``) are joined to the
-    postcode directory for ``levels``; enterprise references are resolved through ``continuity`` as in
-    :func:`resolve_references`. A site whose postcode is not in the directory raises an error naming the
-    sites (place them first or remove them explicitly: nothing is dropped silently here).
-    """
-    _require(local_units, "local_units", [site, firm, "year", postcode, "employment"])
-    _require(postcode_lookup, "postcode_lookup", [postcode, *levels])
-    _unique(postcode_lookup, "postcode_lookup", [postcode])
-    _no_missing(local_units, "local_units", [site, firm, "year", "employment"], [site, "year"])
-    lu = local_units.merge(postcode_lookup[[postcode, *levels]], on=postcode, how="left", validate="m:1")
-    bad = lu[levels[0]].isna().to_numpy()
-    if bad.any():
-        raise ValueError(
-            f"local_units: column {postcode!r}: {int(bad.sum())} site-year(s) with a postcode not in the "
-            f"postcode_lookup; first ({site}, year): {_ids(lu, bad, [site, 'year'])}"
-        )
-    lu[firm] = resolve_references(lu[firm], continuity)
-    return lu
+    return Apportioned(table=units, excluded=excluded.reset_index(drop=True), coverage=coverage,
+                       names={"firm": F, "year": Y, "level": P, "industry": K})
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # 3. shift-share and Olley-Pakes
 
 
-def _prepare_units(units, table, place, industry, firm, output, labour, weight, by):
-    cols = [c for c in [place, industry, firm, output, labour, weight] if c is not None] + by
-    _require(units, table, cols)
-    ids = [c for c in [firm, place, industry] if c is not None] + by
-    _no_missing(units, table, cols, ids)
-    _positive(units, table, labour, ids, strict=True)
+def _prepare_units(units, table, level, industry, firm, output, labour, weight, by):
+    cols = [c for c in [level, industry, firm, output, labour, weight] if c is not None] + by
+    ids = [c for c in [firm, level, industry] if c is not None] + by
+    _check_table(units, table, cols, numeric=[output, labour, weight], ids=[firm], show=ids)
+    require_positive(units, labour, table, ids, strict=True)
     if weight is not None:
-        _positive(units, table, weight, ids, strict=True)
+        require_positive(units, weight, table, ids, strict=True)
     u = units[cols].copy()
     if weight is None:
         u["_w"] = 1.0
@@ -474,8 +409,8 @@ def _prepare_units(units, table, place, industry, firm, output, labour, weight, 
     return u, weight
 
 
-@dataclass(frozen=True)
-class OlleyPakes:
+@dataclass(frozen=True, repr=False)
+class OlleyPakes(Result):
     """Olley-Pakes (1996) decomposition of share-weighted productivity in groups of firms.
 
     ``table``: one row per group with ``productivity`` (``P = sum_i s_i p_i``), ``mean_firm`` (unweighted mean
@@ -494,9 +429,6 @@ class OlleyPakes:
             f"{t['allocation'].min():,.3g} to {t['allocation'].max():,.3g}; max |P - pbar - cov| = "
             f"{np.abs(t['productivity'] - t['mean_firm'] - t['allocation']).max():.2e}."
         )
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
 
 
 def _op_table(u: pd.DataFrame, keys: list[str], firm: str, output: str, labour: str, w: str) -> pd.DataFrame:
@@ -552,11 +484,18 @@ def olley_pakes(
     With survey weights ``w_i`` (each surveyed firm stands for ``w_i`` firms of the population), the same
     identity holds for the implied population: ``N = sum w_i``, ``pbar = sum w_i p_i / N``,
     ``P = sum w_i y_i / sum w_i l_i`` and the covariance term ``sum_i w_i (l_i / L - 1/N)(p_i - pbar)``.
-    Rows of ``units`` are the firm units: aggregate an enterprise's sites within the group first if it has
-    several (``decompose_productivity`` does).
+    Rows of ``units`` are the firm units, one per ``firm`` in a group: aggregate an enterprise's sites within
+    the group first if it has several (``decompose_productivity`` does), and put ``"year"`` in ``by`` for a
+    panel; two rows of one firm in a group raise an error naming them.
     """
-    keys = _as_list(by)
+    keys = as_list(by)
     u, w = _prepare_units(units, "units", None, None, firm, output, labour, weight, keys)
+    require_unique(u, [firm] + keys, "units", "; one row per firm unit in each group of by (aggregate an "
+                   "enterprise's sites first, and add the year to by for a panel)")
+    return _olley_pakes(u, keys, firm, output, labour, w)
+
+
+def _olley_pakes(u: pd.DataFrame, keys: list[str], firm: str, output: str, labour: str, w: str) -> OlleyPakes:
     tot = _op_table(u, keys, firm, output, labour, w)
     table = pd.DataFrame(
         {
@@ -573,8 +512,8 @@ def olley_pakes(
     return OlleyPakes(table=table, groups=tuple(keys))
 
 
-@dataclass(frozen=True)
-class ShiftShare:
+@dataclass(frozen=True, repr=False)
+class ShiftShare(_GapParts, Result):
     """Shift-share decomposition of each place's productivity gap against the national level.
 
     ``table``: one row per place (and ``by`` group): ``productivity`` (``P_r``), ``national`` (``P``), ``gap``
@@ -587,24 +526,16 @@ class ShiftShare:
     cells: pd.DataFrame
     industries: pd.DataFrame
 
+    components = ("industry_mix", "within_industry", "interaction")
+
     def summary(self) -> str:
-        t = self.table
-        err = np.abs(t["gap"] - t[["industry_mix", "within_industry", "interaction"]].sum(axis=1)).max()
-        w = t["employment"] / t["employment"].sum()
-        share = float((w * t["gap"] * t["industry_mix"]).sum() / max((w * t["gap"] ** 2).sum(), 1e-300))
-        return (
-            f"Shift-share of productivity gaps in {len(t):,} places: industry mix accounts for {share:.1%} of the "
-            f"employment-weighted variance of the gaps (cov(gap, mix) / var(gap)); max adding-up error {err:.1e}."
-        )
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
+        return f"Shift-share of productivity gaps in {len(self.table):,} places; {self._shares_text('.1%')}."
 
 
-def _cells(u, place, industry, firm, output, labour, w, by):
+def _cells(u, level, industry, firm, output, labour, w, by):
     """Place x industry and national industry aggregates, with OP terms in both."""
     # firm units within a place x industry cell: aggregate an enterprise's sites in the cell
-    cell_keys = by + [place, industry]
+    cell_keys = by + [level, industry]
     fu = u.groupby(cell_keys + [firm, w], sort=True, observed=True, as_index=False)[[output, labour]].sum()
     c = _op_table(fu, cell_keys, firm, output, labour, w)
     # national units: the same enterprise x place pieces, so that a multi-site enterprise counts as often in
@@ -615,8 +546,8 @@ def _cells(u, place, industry, firm, output, labour, w, by):
     return c, n
 
 
-def _shift_share_core(u, place, industry, firm, output, labour, w, by):
-    c, n = _cells(u, place, industry, firm, output, labour, w, by)
+def _shift_share_core(u, level, industry, firm, output, labour, w, by):
+    c, n = _cells(u, level, industry, firm, output, labour, w, by)
     c = c.reset_index()
     n = n.reset_index()
     # national aggregates per by-group
@@ -633,15 +564,15 @@ def _shift_share_core(u, place, industry, firm, output, labour, w, by):
     n["P_k"] = n["Y"] / n["L"]
     n = n.rename(columns={"pbar": "pbar_k", "cov": "cov_k", "n_firms": "n_firms_k", "L": "L_k", "Y": "Y_k"})
     # full grid of places x industries present nationally in the group
-    places = c[by + [place]].drop_duplicates()
+    places = c[by + [level]].drop_duplicates()
     grid = places.merge(n[by + [industry]], on=by, how="inner") if by else places.merge(n[[industry]], how="cross")
-    g = grid.merge(c, on=by + [place, industry], how="left").merge(
+    g = grid.merge(c, on=by + [level, industry], how="left").merge(
         n[by + [industry, "s_k", "P_k", "pbar_k", "cov_k", "n_firms_k", "L_k"]], on=by + [industry], how="left"
     )
     g["L"] = g["L"].fillna(0.0)
     g["Y"] = g["Y"].fillna(0.0)
     g["n_firms"] = g["n_firms"].fillna(0).astype(int)
-    L_r = g.groupby(by + [place], observed=True)["L"].transform("sum")
+    L_r = g.groupby(by + [level], observed=True)["L"].transform("sum")
     g["s_rk"] = g["L"] / L_r
     present = g["L"] > 0
     # an industry absent from a place: P_rk := P_k (and its OP parts := national), so only the mix term is non-zero
@@ -654,11 +585,11 @@ def _shift_share_core(u, place, industry, firm, output, labour, w, by):
     g["firm_within"] = g["s_k"] * (g["pbar_rk"] - g["pbar_k"])
     g["allocation"] = g["s_k"] * (g["cov_rk"] - g["cov_k"])
     g["interaction"] = ds * (g["P_rk"] - g["P_k"])
-    gp = g.groupby(by + [place], sort=True, observed=True)
+    gp = g.groupby(by + [level], sort=True, observed=True)
     t = gp[["industry_mix", "within_industry", "firm_within", "allocation", "interaction", "L", "Y"]].sum()
     t = t.reset_index()
-    nfp = u.groupby(by + [place], observed=True)[firm].nunique().rename("n_firms").reset_index()
-    t = t.merge(nfp, on=by + [place])
+    nfp = u.groupby(by + [level], observed=True)[firm].nunique().rename("n_firms").reset_index()
+    t = t.merge(nfp, on=by + [level])
     if by:
         t = t.merge(nat[by + ["P_nat", "n_firms_nat"]], on=by, how="left")
     else:
@@ -666,7 +597,7 @@ def _shift_share_core(u, place, industry, firm, output, labour, w, by):
     t["productivity"] = t["Y"] / t["L"]
     t["gap"] = t["productivity"] - t["P_nat"]
     t = t.rename(columns={"L": "employment", "Y": "gva", "P_nat": "national"})
-    cells = g[by + [place, industry, "s_rk", "s_k", "P_rk", "P_k", "pbar_rk", "cov_rk", "L", "Y", "n_firms",
+    cells = g[by + [level, industry, "s_rk", "s_k", "P_rk", "P_k", "pbar_rk", "cov_rk", "L", "Y", "n_firms",
                     "industry_mix", "within_industry", "firm_within", "allocation", "interaction"]]
     cells = cells.rename(columns={"L": "employment", "Y": "gva"})
     inds = n[by + [industry, "s_k", "P_k", "pbar_k", "cov_k", "L_k", "Y_k", "n_firms_k"]].rename(
@@ -678,7 +609,7 @@ def _shift_share_core(u, place, industry, firm, output, labour, w, by):
 def shift_share(
     units: pd.DataFrame,
     *,
-    place: str = "region",
+    level: str = "region",
     industry: str = "industry",
     by: str | Sequence[str] | None = None,
     firm: str = "entref",
@@ -699,21 +630,22 @@ def shift_share(
     ``-s_k P_k`` to the mix term only; the identity stays exact. The decomposition is the classic one used for
     regional productivity (e.g. ONS, *Understanding spatial labour productivity in the UK*, May 2019).
 
-    ``units``: one row per firm unit (e.g. enterprise x place x year from :func:`apportion_gva`) with ``place``,
-    ``industry``, ``firm``, ``output`` (GVA), ``labour`` (employment) and optional survey ``weight``. ``by``:
-    columns (e.g. ``"year"``) within which the decomposition is done separately.
+    ``units``: one row per firm unit (e.g. enterprise x place x year from :func:`apportion_gva`) with the place
+    column ``level`` (``"lad"``, ``"itl3"``, ``"region"``), ``industry``, ``firm``, ``output`` (GVA), ``labour``
+    (employment) and optional survey ``weight``; an enterprise's rows in one place x industry cell are added up.
+    ``by``: columns (e.g. ``"year"``) within which the decomposition is done separately.
     """
-    keys = _as_list(by)
-    u, w = _prepare_units(units, "units", place, industry, firm, output, labour, weight, keys)
-    t, cells, inds = _shift_share_core(u, place, industry, firm, output, labour, w, keys)
-    cols = keys + [place, "productivity", "national", "gap", "industry_mix", "within_industry", "interaction",
+    keys = as_list(by)
+    u, w = _prepare_units(units, "units", level, industry, firm, output, labour, weight, keys)
+    t, cells, inds = _shift_share_core(u, level, industry, firm, output, labour, w, keys)
+    cols = keys + [level, "productivity", "national", "gap", "industry_mix", "within_industry", "interaction",
                    "employment", "gva", "n_firms"]
     cells = cells.drop(columns=["pbar_rk", "cov_rk", "firm_within", "allocation"])
     return ShiftShare(table=t[cols], cells=cells, industries=inds.drop(columns=["pbar_k", "cov_k"]))
 
 
-@dataclass(frozen=True)
-class ProductivityDecomposition:
+@dataclass(frozen=True, repr=False)
+class ProductivityDecomposition(_GapParts, Result):
     """Each place's productivity gap split into industry mix, firm productivity, allocation and interaction.
 
     ``table`` (one row per place and ``by`` group): ``productivity``, ``national``, ``gap``, and the parts
@@ -728,44 +660,20 @@ class ProductivityDecomposition:
     cells: pd.DataFrame
     industries: pd.DataFrame
     op: pd.DataFrame
-    place: str
+    level: str
     weighted: bool
 
     components = ("industry_mix", "firm_within", "allocation", "interaction")
 
     def summary(self) -> str:
-        t = self.table
-        err = np.abs(t["gap"] - t[list(self.components)].sum(axis=1)).max()
-        w = (t["employment"] / t["employment"].sum()).to_numpy()
-        gap = t["gap"].to_numpy()
-        var = float((w * gap**2).sum())
-        shares = {c: float((w * gap * t[c].to_numpy()).sum()) / var if var > 0 else np.nan for c in self.components}
-        parts = ", ".join(f"{c.replace('_', ' ')} {s:.0%}" for c, s in shares.items())
-        return (
-            f"Productivity gaps of {len(t):,} {self.place} rows ({'weighted' if self.weighted else 'unweighted'})."
-            f" Shares of the employment-weighted variance of gaps: {parts}. Max adding-up error {err:.1e}."
-        )
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
-
-    def variance_shares(self) -> pd.DataFrame:
-        """Each component's share of the employment-weighted variance of gaps, ``cov(gap, part) / var(gap)``
-        (the shares add up to one)."""
-        t = self.table
-        w = (t["employment"] / t["employment"].sum()).to_numpy()
-        gap = t["gap"].to_numpy()
-        var = float((w * gap**2).sum())
-        return pd.DataFrame(
-            {"component": list(self.components),
-             "share": [float((w * gap * t[c].to_numpy()).sum()) / var for c in self.components]}
-        )
+        return (f"Productivity gaps of {len(self.table):,} {self.level} rows "
+                f"({'weighted' if self.weighted else 'unweighted'}); {self._shares_text()}.")
 
 
 def decompose_productivity(
     units: pd.DataFrame,
     *,
-    place: str = "region",
+    level: str = "region",
     industry: str = "industry",
     by: str | Sequence[str] | None = None,
     firm: str = "entref",
@@ -785,24 +693,24 @@ def decompose_productivity(
                 + sum_k (s_rk - s_k)(P_rk - P_k)      interaction,
 
     exact for every place. Firm units are enterprise x place pieces (an enterprise's sites in the place added
-    up), in the places and nationally alike, so a multi-site enterprise counts once in each place it works in. ``P_r`` is the place's
-    ``sum(w * gva) / sum(w * employment)`` over its units, the number a direct computation on the firm panel
-    gives. GVA is in current prices: decompose within years (``by="year"``) and average the ``relative_*``
-    parts over years rather than pooling years, which would mix price levels (and, with survey weights that
-    change by year, count an enterprise once per distinct weight). Arguments as :func:`shift_share`.
+    up), in the places and nationally alike, so a multi-site enterprise counts once in each place it works in.
+    ``P_r`` is the place's ``sum(w * gva) / sum(w * employment)`` over its units, the number a direct computation
+    on the firm panel gives. GVA is in current prices: decompose within years (``by="year"``) and average the
+    ``relative_*`` parts over years rather than pooling years, which would mix price levels (and, with survey
+    weights that change by year, count an enterprise once per distinct weight). Arguments as :func:`shift_share`.
     """
-    keys = _as_list(by)
-    u, w = _prepare_units(units, "units", place, industry, firm, output, labour, weight, keys)
-    t, cells, inds = _shift_share_core(u, place, industry, firm, output, labour, w, keys)
+    keys = as_list(by)
+    u, w = _prepare_units(units, "units", level, industry, firm, output, labour, weight, keys)
+    t, cells, inds = _shift_share_core(u, level, industry, firm, output, labour, w, keys)
     for c in ProductivityDecomposition.components + ("gap",):
         t["relative_" + c] = t[c] / t["national"]
-    cols = keys + [place, "productivity", "national", "gap", *ProductivityDecomposition.components,
+    cols = keys + [level, "productivity", "national", "gap", *ProductivityDecomposition.components,
                    "relative_gap", *("relative_" + c for c in ProductivityDecomposition.components),
                    "employment", "gva", "n_firms"]
-    fu = u.groupby(keys + [place, firm, w], sort=True, observed=True, as_index=False)[[output, labour]].sum()
-    op = olley_pakes(fu, by=keys + [place], firm=firm, output=output, labour=labour, weight=w).table
+    fu = u.groupby(keys + [level, firm, w], sort=True, observed=True, as_index=False)[[output, labour]].sum()
+    op = _olley_pakes(fu, keys + [level], firm, output, labour, w).table
     return ProductivityDecomposition(
-        table=t[cols].reset_index(drop=True), cells=cells, industries=inds, op=op, place=place,
+        table=t[cols].reset_index(drop=True), cells=cells, industries=inds, op=op, level=level,
         weighted=weight is not None,
     )
 
@@ -820,15 +728,15 @@ def firm_skill(
     alpha: str = "alpha",
 ) -> pd.DataFrame:
     """Mean worker effect (skill) of each firm's workforce: ``mean alpha`` over the person-years of ``workers``
-    in each ``firm`` group (e.g. ``["entref", "year"]`` or ``["entref", "place"]``), with ``n_workers``
+    in each ``firm`` group (e.g. ``["entref", "year"]`` or ``["entref", "region"]``), with ``n_workers``
     (distinct workers) and ``n_obs`` (person-years with an estimated effect) and ``n_missing`` (person-years
     whose worker has no estimated effect, e.g. outside the connected set: these are left out of the mean and
     counted here)."""
-    keys = _as_list(firm)
-    _require(workers, "workers", [worker] + keys)
-    _require(worker_effects, "worker_effects", [worker, alpha])
-    _unique(worker_effects, "worker_effects", [worker])
-    _no_missing(workers, "workers", [worker] + keys, [worker] + keys)
+    keys = as_list(firm)
+    _check_table(workers, "workers", [worker] + keys, ids=[worker] + keys[:1])
+    _check_table(worker_effects, "worker_effects", [worker, alpha], numeric=[alpha], ids=[worker], key=[worker],
+                 complete=[worker])
+    _same_kind({"workers": workers, "worker_effects": worker_effects}, [worker])
     d = workers[[worker] + keys].merge(worker_effects[[worker, alpha]], on=worker, how="left", validate="m:1")
     d["_miss"] = d[alpha].isna()
     g = d.groupby(keys, sort=True, observed=True)
@@ -844,12 +752,13 @@ def firm_skill(
     return out.reset_index()
 
 
-@dataclass(frozen=True)
-class SkillElasticity:
+@dataclass(frozen=True, repr=False)
+class SkillElasticity(Result):
     """Elasticity of firm labour productivity with respect to the mean worker effect of its workforce.
 
     ``theta``, ``se`` (clustered by firm), ``n_obs`` (firm-years), ``n_firms``, ``method`` (``"within"``: firm
-    and year fixed effects; ``"between"``: industry and year fixed effects), ``formula``.
+    and year fixed effects; ``"between"``: industry and year fixed effects), ``formula``. ``table``: the estimate
+    as a one-row table (``theta, se, n_obs, n_firms, method``).
     """
 
     theta: float
@@ -863,7 +772,8 @@ class SkillElasticity:
         return (f"Skill elasticity ({self.method}, {self.formula}): theta = {self.theta:.3f} (se {self.se:.3f}), "
                 f"{self.n_obs:,} firm-years of {self.n_firms:,} firms.")
 
-    def to_frame(self) -> pd.DataFrame:
+    @property
+    def table(self) -> pd.DataFrame:
         return pd.DataFrame({"theta": [self.theta], "se": [self.se], "n_obs": [self.n_obs],
                              "n_firms": [self.n_firms], "method": [self.method]})
 
@@ -895,15 +805,12 @@ def skill_elasticity(
     """
     import pyfixest as pf
 
-    if method not in ("within", "between"):
-        raise ValueError(f"skill_elasticity: method must be 'within' or 'between', got {method!r}")
-    cols = [firm, year, output, labour, skill] + ([industry] if method == "between" else []) + (
-        [weight] if weight and weight not in (labour,) else [])
-    _require(panel, "panel", cols)
-    _unique(panel, "panel", [firm, year])
-    _no_missing(panel, "panel", cols, [firm, year])
-    _positive(panel, "panel", output, [firm, year])
-    _positive(panel, "panel", labour, [firm, year])
+    require_choice(method, "skill_elasticity: method", ("within", "between"))
+    extra = [weight] if weight and weight != labour else []
+    cols = [firm, year, output, labour, skill] + ([industry] if method == "between" else []) + extra
+    _check_table(panel, "panel", cols, numeric=[output, labour, skill, *extra], ids=[firm], key=[firm, year])
+    require_positive(panel, output, "panel", [firm, year])
+    require_positive(panel, labour, "panel", [firm, year])
     d = pd.DataFrame({
         "f_": panel[firm].to_numpy(), "t_": panel[year].to_numpy(),
         "y_": np.log(panel[output].to_numpy(dtype=float) / panel[labour].to_numpy(dtype=float)),
@@ -916,13 +823,14 @@ def skill_elasticity(
     fe = "f_ + t_" if method == "within" else "k_ + t_"
     fit = pf.feols(f"y_ ~ a_ | {fe}", data=d, weights="w_" if weight else None, vcov={"CRV1": "f_"},
                    fixef_rm="none")
-    formula = f"log({output}/{labour}) ~ {skill} | " + (f"{firm} + {year}" if method == "within" else f"{industry} + {year}")
+    fes = f"{firm} + {year}" if method == "within" else f"{industry} + {year}"
+    formula = f"log({output}/{labour}) ~ {skill} | {fes}"
     return SkillElasticity(theta=float(fit.coef()["a_"]), se=float(fit.se()["a_"]), n_obs=len(d),
                            n_firms=int(d["f_"].nunique()), method=method, formula=formula)
 
 
-@dataclass(frozen=True)
-class SkillDecomposition:
+@dataclass(frozen=True, repr=False)
+class SkillDecomposition(_GapParts, Result):
     """Each place's log-productivity gap split into workforce skill, industry mix and firms net of skill.
 
     ``table``: ``gap`` (employment-weighted mean log GVA per worker in the place minus England's), ``skill``
@@ -935,38 +843,22 @@ class SkillDecomposition:
     theta: float
     se: float
     n_firms: int
-    place: str
+    level: str
 
     components = ("skill", "industry_mix", "firm_within")
 
     def summary(self) -> str:
-        t = self.table
-        w = (t["employment"] / t["employment"].sum()).to_numpy()
-        gap = t["gap"].to_numpy()
-        var = float((w * gap**2).sum())
-        shares = ", ".join(f"{c.replace('_', ' ')} {float((w * gap * t[c]).sum()) / var:.0%}" for c in self.components)
         return (
             f"log productivity = {self.theta:.3f} x mean worker effect + industry + firm "
             f"({'estimated, se %.3f' % self.se if np.isfinite(self.se) else 'theta given'}), over {self.n_firms:,} "
-            f"firms. Shares of the variance of {self.place} gaps: {shares}."
+            f"firms; {self.level} gaps: {self._shares_text()}."
         )
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
-
-    def variance_shares(self) -> pd.DataFrame:
-        t = self.table
-        w = (t["employment"] / t["employment"].sum()).to_numpy()
-        gap = t["gap"].to_numpy()
-        var = float((w * gap**2).sum())
-        return pd.DataFrame({"component": list(self.components),
-                             "share": [float((w * gap * t[c]).sum()) / var for c in self.components]})
 
 
 def skill_decomposition(
     units: pd.DataFrame,
     *,
-    place: str = "region",
+    level: str = "region",
     industry: str = "industry",
     firm: str = "entref",
     skill: str = "skill",
@@ -997,11 +889,10 @@ def skill_decomposition(
     ``y_i - theta a_i``. The three parts add up to the gap exactly whatever ``theta`` is. Units with
     non-positive output cannot be logged and raise an error.
     """
-    u, w = _prepare_units(units, "units", place, industry, firm, output, labour, weight, [])
-    _require(units, "units", [skill])
-    _no_missing(units, "units", [skill], [firm, place])
+    u, w = _prepare_units(units, "units", level, industry, firm, output, labour, weight, [])
+    _check_table(units, "units", [skill], numeric=[skill], show=[firm, level])
     u = u.reset_index(drop=True)
-    _positive(u, "units", output, [firm, place, industry], strict=True)
+    require_positive(u, output, "units", [firm, level, industry], strict=True)
     u[skill] = units[skill].to_numpy(dtype=float)
     u["_y"] = np.log(u[output].to_numpy(dtype=float) / u[labour].to_numpy(dtype=float))
     u["_wt"] = u[w].to_numpy(dtype=float) * u[labour].to_numpy(dtype=float)
@@ -1017,7 +908,7 @@ def skill_decomposition(
     se = np.nan
     if theta is None:
         if sxx <= 0:
-            raise ValueError("units: column 'skill' does not vary within industries; theta is not identified")
+            fail("does not vary within industries; theta is not identified", "units", skill)
         theta = float((wt * ad * yd).sum() / sxx)
         resid = yd - theta * ad
         n_k = u[industry].nunique()
@@ -1030,8 +921,8 @@ def skill_decomposition(
     u["_u"] = u["_e"] - u["_mu"]
 
     cols = ["_y", skill, "_mu", "_u"]
-    wsum = u.groupby(place, observed=True)["_wt"].sum()
-    pm = pd.DataFrame({c: (u[c] * u["_wt"]).groupby(u[place], observed=True).sum() / wsum for c in cols})
+    wsum = u.groupby(level, observed=True)["_wt"].sum()
+    pm = pd.DataFrame({c: (u[c] * u["_wt"]).groupby(u[level], observed=True).sum() / wsum for c in cols})
     nat = {c: float((u[c] * u["_wt"]).sum() / wt.sum()) for c in cols}
     t = pd.DataFrame(
         {
@@ -1041,11 +932,12 @@ def skill_decomposition(
             "skill": theta * (pm[skill] - nat[skill]),
             "industry_mix": pm["_mu"] - nat["_mu"],
             "firm_within": pm["_u"] - nat["_u"],
-            "employment": (u[w] * u[labour]).groupby(u[place], observed=True).sum(),
-            "n_firms": u.groupby(place, observed=True)[firm].nunique(),
+            "employment": (u[w] * u[labour]).groupby(u[level], observed=True).sum(),
+            "n_firms": u.groupby(level, observed=True)[firm].nunique(),
         }
     ).reset_index()
-    return SkillDecomposition(table=t, theta=float(theta), se=float(se), n_firms=int(u[firm].nunique()), place=place)
+    return SkillDecomposition(table=t, theta=float(theta), se=float(se), n_firms=int(u[firm].nunique()),
+                              level=level)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1063,13 +955,15 @@ def firm_log_productivity(
     """Log value added per worker of each firm averaged over its surveyed years: ``lva`` (mean over years of
     ``log(output / labour)``), ``n_years``, ``employment`` (mean). Averaging over years removes much of the
     transitory noise in one year's accounts, which would otherwise attenuate a rent-sharing slope.
-    ``firms``: one row per firm-year with accounts; rows with non-positive output or labour raise an error
-    naming them (GVA can be negative in real accounts: drop or winsorise them explicitly first)."""
-    keys = [firm] + _as_list(by)
-    _require(firms, "firms", keys + [output, labour])
-    _no_missing(firms, "firms", keys + [output, labour], keys)
-    _positive(firms, "firms", output, keys + (["year"] if "year" in firms.columns else []))
-    _positive(firms, "firms", labour, keys + (["year"] if "year" in firms.columns else []))
+    ``firms``: one row per firm-year with accounts (with a ``year`` column, two rows of one firm-year are an
+    error); rows with non-positive output or labour raise an error naming them (GVA can be negative in real
+    accounts: drop or winsorise them explicitly first)."""
+    keys = [firm] + as_list(by)
+    year = ["year"] if "year" not in keys and isinstance(firms, pd.DataFrame) and "year" in firms.columns else []
+    _check_table(firms, "firms", keys + [output, labour], numeric=[output, labour], ids=[firm],
+                 key=keys + year if year else None, show=keys + year)
+    require_positive(firms, output, "firms", keys + year)
+    require_positive(firms, labour, "firms", keys + year)
     d = firms[keys].copy()
     d["lva"] = np.log(firms[output].to_numpy(dtype=float) / firms[labour].to_numpy(dtype=float))
     d["employment"] = firms[labour].to_numpy(dtype=float)
@@ -1078,12 +972,13 @@ def firm_log_productivity(
     return out.reset_index()
 
 
-@dataclass(frozen=True)
-class RentSharing:
+@dataclass(frozen=True, repr=False)
+class RentSharing(Result):
     """Regression of firm pay premiums on log value added per worker.
 
     ``elasticity`` and ``se`` (heteroskedasticity-robust), ``n_firms``, ``r2``; ``corr`` is the weighted
-    correlation of psi and log VA per worker; ``table`` the firm-level data used (with ``fitted``).
+    correlation of psi and log VA per worker; ``table`` the firm-level data used, one row per firm (with
+    ``fitted``); ``estimates()`` the coefficients as a one-row table.
     """
 
     elasticity: float
@@ -1103,7 +998,8 @@ class RentSharing:
             f"corr {self.corr:.2f}, R2 {self.r2:.2f}; {len(self.excluded):,} firms excluded (see .excluded)."
         )
 
-    def to_frame(self) -> pd.DataFrame:
+    def estimates(self) -> pd.DataFrame:
+        """``elasticity, se, n_firms, r2, corr`` as a one-row table (``to_frame()`` is the firm-level data)."""
         return pd.DataFrame(
             {"elasticity": [self.elasticity], "se": [self.se], "n_firms": [self.n_firms], "r2": [self.r2],
              "corr": [self.corr]}
@@ -1141,22 +1037,24 @@ def rent_sharing(
     """
     import pyfixest as pf
 
-    cols = [firm, psi, productivity, *controls] + ([fixed_effects] if fixed_effects else []) + ([weight] if weight else [])
-    _require(data, "data", cols)
-    _unique(data, "data", [firm])
+    controls = as_list(controls)
     num = [psi, productivity, *controls] + ([weight] if weight else [])
+    cols = [firm, psi, productivity, *controls] + ([fixed_effects] if fixed_effects else []) + (
+        [weight] if weight else [])
+    _check_table(data, "data", cols, numeric=num, ids=[firm], key=[firm], complete=[firm])
     bad = np.zeros(len(data), dtype=bool)
     for c in num:
         with np.errstate(invalid="ignore"):
             bad |= ~np.isfinite(data[c].to_numpy(dtype=float, na_value=np.nan))
     if fixed_effects:
         bad |= data[fixed_effects].isna().to_numpy()
-    excluded = data.loc[bad, [firm]].assign(reason="missing psi, productivity, control or weight").reset_index(drop=True)
+    excluded = data.loc[bad, [firm]].assign(reason="missing psi, productivity, control or weight")
+    excluded = excluded.reset_index(drop=True)
     d = data.loc[~bad, cols].reset_index(drop=True).copy()
     if weight:
-        _positive(d, "data", weight, [firm])
+        require_positive(d, weight, "data", [firm])
     if len(d) < 3:
-        raise ValueError(f"data: only {len(d)} firm(s) with both {psi!r} and {productivity!r}")
+        fail(f"only {len(d)} firm(s) with both {psi!r} and {productivity!r}; at least 3 needed", "data", psi)
     ren = {psi: "psi_", productivity: "lva_"}
     for i, c in enumerate(controls):
         ren[c] = f"x{i}_"
@@ -1189,53 +1087,51 @@ def rent_sharing(
 # 6. functions within firms
 
 
-@dataclass(frozen=True)
-class FunctionConcentration:
+@dataclass(frozen=True, repr=False)
+class FunctionConcentration(Result):
     """Managers and professionals in multi-site enterprises' sites, against the same enterprises' other sites.
 
-    ``table`` (one row per place): ``n_jobs`` and ``n_top`` (jobs in SOC 1-2) in the place's sites of multi-site
-    enterprises, ``share`` (``n_top / n_jobs``), ``expected`` (the share if each enterprise's site here had the
-    occupational mix of its sites elsewhere), ``excess`` (``share - expected``, exact), ``lq`` (within-enterprise
-    location quotient ``share / expected``), ``head_office_share`` (share of these jobs at head-office sites, if
-    head offices were given), ``n_firms`` (distinct enterprises). ``head_office``: SOC 1-2 share at head-office
-    and branch sites of the same enterprises (if given).
+    ``table`` (one row per place of ``level``): ``n_jobs`` and ``n_top`` (jobs in SOC 1-2) in the place's sites
+    of multi-site enterprises, ``share`` (``n_top / n_jobs``), ``expected`` (the share if each enterprise's site
+    here had the occupational mix of its sites elsewhere), ``excess`` (``share - expected``, exact), ``lq``
+    (within-enterprise location quotient ``share / expected``), ``head_office_share`` (share of these jobs at
+    head-office sites, if head offices were given), ``n_firms`` (distinct enterprises). ``head_office``: SOC 1-2
+    share at head-office and branch sites of the same enterprises (if given).
     """
 
     table: pd.DataFrame
     head_office: pd.DataFrame | None
     n_multi_site: int
-    place: str
+    level: str
 
     def summary(self) -> str:
         t = self.table
         top = t.sort_values("lq", ascending=False).head(3)
         s = (
             f"{self.n_multi_site:,} multi-site enterprise-years. Highest within-enterprise location quotients of "
-            f"SOC 1-2 jobs: " + ", ".join(f"{p} {q:.2f}" for p, q in zip(top[self.place], top["lq"]))
+            f"SOC 1-2 jobs: " + ", ".join(f"{p} {q:.2f}" for p, q in zip(top[self.level], top["lq"]))
         )
         if self.head_office is not None and len(self.head_office):
             h = self.head_office.set_index("site")["share"]
-            s += f". SOC 1-2 share at head offices {h.get('head office', np.nan):.1%} vs branches {h.get('branch', np.nan):.1%}"
+            s += (f". SOC 1-2 share at head offices {h.get('head office', np.nan):.1%} vs branches "
+                  f"{h.get('branch', np.nan):.1%}")
         return s + "."
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
 
 
 def function_concentration(
     workers: pd.DataFrame,
     *,
-    place: str = "region",
+    level: str = "region",
     firm: str = "entref",
     year: str = "year",
     occupation: str = "soc",
     top: Sequence[int] = (1, 2),
     head_office: pd.DataFrame | None = None,
-    head_office_place: str | None = None,
+    head_office_level: str | None = None,
 ) -> FunctionConcentration:
     """Concentration of management and R&D functions (SOC 2020 major groups 1-2 by default) within enterprises.
 
-    For every multi-site enterprise-year (jobs in at least two places of ``place``), and each of its places
+    For every multi-site enterprise-year (jobs in at least two places of ``level``), and each of its places
     ``p``: ``n_ep`` jobs, ``t_ep`` of them in ``top`` occupations, and ``b_ep`` the top share at the enterprise's
     *other* places (leave-own-place-out). For a place ``r``:
 
@@ -1246,26 +1142,32 @@ def function_concentration(
     jobs, holding the enterprises fixed (head offices vs branch plants; Duranton and Puga 2005, *Journal of Urban
     Economics* 57(2):343-370, on the functional specialisation of cities).
 
-    ``workers``: one row per job (or person-year) with ``firm``, ``year``, ``place``, ``occupation``.
-    ``head_office``: optional table ``firm``, ``year``, ``head_office_place`` (the head office's place); then the
-    top share at head-office and at branch places of the same multi-site enterprises is reported too.
+    ``workers``: one row per job (or person-year) with ``firm``, ``year``, ``level``, ``occupation``; at least one
+    job must be in a ``top`` occupation (codes of another type, e.g. ``"1"`` for ``1``, raise an error).
+    ``head_office``: optional table ``firm``, ``year``, ``head_office_level`` (the head office's place, by default
+    the column ``level``); then the top share at head-office and at branch places of the same multi-site
+    enterprises is reported too.
     """
-    _require(workers, "workers", [firm, year, place, occupation])
-    _no_missing(workers, "workers", [firm, year, place, occupation], [firm, year, place])
-    d = workers[[firm, year, place]].copy()
-    d["_top"] = workers[occupation].isin(list(top)).to_numpy()
-    g = d.groupby([firm, year, place], sort=True, observed=True)
+    _check_table(workers, "workers", [firm, year, level, occupation], ids=[firm], show=[firm, year, level])
+    top = as_list(top)
+    d = workers[[firm, year, level]].copy()
+    d["_top"] = workers[occupation].isin(top).to_numpy()
+    if not d["_top"].any():
+        codes = pd.unique(workers[occupation])[:5].tolist()
+        fail(f"no job in the top occupations {top} (codes found: {codes}); give top in the column's own codes",
+             "workers", occupation)
+    g = d.groupby([firm, year, level], sort=True, observed=True)
     ep = pd.DataFrame({"n": g.size(), "t": g["_top"].sum()}).reset_index()
-    ep["n_places"] = ep.groupby([firm, year], observed=True)[place].transform("size")
+    ep["n_places"] = ep.groupby([firm, year], observed=True)[level].transform("size")
     ep = ep[ep["n_places"] >= 2].copy()
     n_multi = int(ep[[firm, year]].drop_duplicates().shape[0])
     if n_multi == 0:
-        raise ValueError(f"workers: no enterprise-year has jobs in two or more {place!r} values (column {firm!r})")
+        fail(f"no enterprise-year (column {firm!r}) has jobs in two or more places", "workers", level)
     N = ep.groupby([firm, year], observed=True)["n"].transform("sum")
     T = ep.groupby([firm, year], observed=True)["t"].transform("sum")
     ep["b"] = (T - ep["t"]) / (N - ep["n"])
     ep["nb"] = ep["n"] * ep["b"]
-    gp = ep.groupby(place, sort=True, observed=True)
+    gp = ep.groupby(level, sort=True, observed=True)
     t = pd.DataFrame({"n_jobs": gp["n"].sum(), "n_top": gp["t"].sum(), "_nb": gp["nb"].sum(),
                       "n_firms": gp[firm].nunique()})
     t["share"] = t["n_top"] / t["n_jobs"]
@@ -1274,24 +1176,25 @@ def function_concentration(
     t["lq"] = t["share"] / t["expected"]
     ho_tab = None
     if head_office is not None:
-        hp = head_office_place or place
-        _require(head_office, "head_office", [firm, year, hp])
-        _unique(head_office, "head_office", [firm, year])
+        hp = head_office_level or level
+        _check_table(head_office, "head_office", [firm, year, hp], ids=[firm], key=[firm, year],
+                     complete=[firm, year])
+        _same_kind({"workers": workers, "head_office": head_office}, [firm, year])
         h = head_office[[firm, year, hp]].rename(columns={hp: "_ho"})
         ep = ep.merge(h, on=[firm, year], how="left", validate="m:1")
-        ep["site"] = np.where(ep["_ho"].isna(), "unknown", np.where(ep[place] == ep["_ho"], "head office", "branch"))
+        ep["site"] = np.where(ep["_ho"].isna(), "unknown", np.where(ep[level] == ep["_ho"], "head office", "branch"))
         gs = ep.groupby("site", observed=True)
         ho_tab = pd.DataFrame({"n_jobs": gs["n"].sum(), "n_top": gs["t"].sum(), "n_firms": gs[firm].nunique()})
         ho_tab["share"] = ho_tab["n_top"] / ho_tab["n_jobs"]
         ho_tab = ho_tab.reset_index()
         ep["_ho_jobs"] = np.where(ep["site"] == "head office", ep["n"], 0)
-        t["head_office_share"] = ep.groupby(place, observed=True)["_ho_jobs"].sum() / t["n_jobs"]
+        t["head_office_share"] = ep.groupby(level, observed=True)["_ho_jobs"].sum() / t["n_jobs"]
     t = t.drop(columns="_nb").reset_index()
-    return FunctionConcentration(table=t, head_office=ho_tab, n_multi_site=n_multi, place=place)
+    return FunctionConcentration(table=t, head_office=ho_tab, n_multi_site=n_multi, level=level)
 
 
-@dataclass(frozen=True)
-class AccountedFor:
+@dataclass(frozen=True, repr=False)
+class AccountedFor(Result):
     """How much of a place-level component a place-level measure accounts for.
 
     ``table``: per place, the ``component``, its ``explained`` part ``b (m_r - mbar)`` and the ``unexplained``
@@ -1312,39 +1215,32 @@ class AccountedFor:
             f"(slope {self.slope:.3f}, se {self.se:.3f}, {len(self.table)} places)."
         )
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
-
 
 def account_for(
     table: pd.DataFrame,
     component: str,
     measure: str,
     *,
-    place: str = "region",
+    level: str = "region",
     weight: str | None = None,
 ) -> AccountedFor:
     """Weighted least squares of a place-level component (e.g. the firms-within-industries pay gap from
     :func:`prosperity.places.decompose_gaps`) on a place-level measure (e.g. the within-enterprise SOC 1-2
     location quotient): ``c_r = a + b m_r + e_r``. Returns each place's explained part ``b (m_r - mbar)``, the
     rest, and the share of the component's weighted variance accounted for (``R^2``). Descriptive: the measure
-    and the component may share causes."""
-    cols = [place, component, measure] + ([weight] if weight else [])
-    _require(table, "table", cols)
-    _unique(table, "table", [place])
-    _no_missing(table, "table", cols, [place])
-    if len(table) < 3:
-        raise ValueError(f"table: need at least 3 places, got {len(table)}")
-    w = table[weight].to_numpy(dtype=float) if weight else np.ones(len(table))
+    and the component may share causes. ``table``: one row per place of ``level``, at least three."""
+    num = [component, measure] + ([weight] if weight else [])
+    _check_table(table, "table", [level, *num], numeric=num, key=[level], rows=3)
     if weight:
-        _positive(table, "table", weight, [place])
+        require_positive(table, weight, "table", [level])
+    w = table[weight].to_numpy(dtype=float) if weight else np.ones(len(table))
     w = w / w.sum()
     y = table[component].to_numpy(dtype=float)
     x = table[measure].to_numpy(dtype=float)
     ym, xm = (w * y).sum(), (w * x).sum()
     sxx = (w * (x - xm) ** 2).sum()
     if sxx <= 0:
-        raise ValueError(f"table: column {measure!r} does not vary across places")
+        fail("does not vary across places", "table", measure)
     b = (w * (x - xm) * (y - ym)).sum() / sxx
     expl = b * (x - xm)
     rest = y - ym - expl
@@ -1352,6 +1248,6 @@ def account_for(
     n = len(table)
     se = float(np.sqrt((w**2 * (x - xm) ** 2 * rest**2).sum() * n / max(n - 2, 1)) / sxx)
     out = pd.DataFrame(
-        {place: table[place].to_numpy(), component: y, measure: x, "mean": ym, "explained": expl, "unexplained": rest}
+        {level: table[level].to_numpy(), component: y, measure: x, "mean": ym, "explained": expl, "unexplained": rest}
     )
     return AccountedFor(table=out, slope=float(b), se=se, share=r2, component=component, measure=measure)

@@ -6,6 +6,9 @@ records as the real data are delivered (ASHE/PAYE-like ``jobs``, IDBR/BSD-like `
 ``enterprises``, ABS-like ``accounts``, an ONSPD-like ``postcode_lookup``, an enterprise-reference
 ``entref_continuity`` table, ``place_characteristics`` and the ``cpi``), messy in stated amounts, together
 with the true effects and decompositions (:class:`Truth`) against which every estimator in the book is checked.
+``england(..., source="paye_rti")`` delivers the same world and truth as a PAYE Real Time Information linked
+extract (LEED: monthly pay-period records under employer PAYE schemes, a scheme -> enterprise lookup, the business
+register; no paid hours), documented column by column in :data:`RTI_COLUMNS` (issue 16).
 
 Data-generating process (log real hourly wage of worker *i* in year *t*, main job at local unit *u* of
 enterprise *j* in district *l*, industry *k(j)*)::
@@ -16,6 +19,15 @@ enterprise *j* in district *l*, industry *k(j)*)::
     phi_l   = g_0 + sum_c gamma_c * xbar_lc + xi_l                               (place characteristics)
     xb_it   = b_0 + b_1 (age-40)/10 + b_2 ((age-40)/10)^2 + delta_t
     eps_it ~ N(0, s_it^2),  s_it = sigma_e (1 + h_pt * parttime_i + h_young * [age < 25])   (heteroskedastic)
+
+Match effects and endogenous mobility (issue 18; off by default, when nothing above changes): with ``sd_match``
+or ``match_complementarity`` set, log pay gains a match effect ``m_ij = sd_match * xi_ij + match_complementarity *
+za_i * zpsi_j`` (``xi_ij`` ~ N(0, 1) drawn once per worker-enterprise pair; ``za``, ``zpsi`` the standardised worker
+effect and premium), and with ``mobility_on_match`` > 0 a worker leaves a job with the voluntary-move probability
+multiplied by ``exp(-k z - k^2 / 2)``, ``z`` the standardised match (bad matches are left more often). AKM's
+additive separability then fails the way Card, Heining & Kline (2013, section V) test for: mover gains are no longer
+symmetric (leavers of bad matches gain either way) and the mean residual by (alpha decile, psi decile) is no longer
+flat under complementarity. Because good matches are kept, mobility falls below the calibrated rate.
 
 Firm value added per hour of each job: ``log va_it = log(va_0) + mu_k + omega_j + theta * alpha_i + tau_l +
 g_t``, with enterprise-year shocks; enterprise GVA sums it over the enterprise's jobs. Sorting: workers
@@ -33,14 +45,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import geography
+from . import _io, geography
+from ._checks import InputTypeError, fail, require_columns, require_complete
+from ._results import Result
 from .classifications import sic_division_ranges
 
 __all__ = [
@@ -58,7 +72,16 @@ __all__ = [
     "MESS_KINDS",
     "ASHE_RULE_SQL",
     "in_ashe_sample",
+    "SOURCES",
+    "CENTRAL_PAYROLL",
+    "RTI_COLUMNS",
+    "RTI_REQUIRED_TABLES",
+    "RTI_MESS_KINDS",
+    "rti_columns",
 ]
+
+#: The kind of folder :meth:`SyntheticEngland.to_parquet` and :func:`write_population` write (in the manifest).
+KIND = "synthetic_england"
 
 #: The ASHE-style 1% sample: people whose ``piden`` ends in 14 (ASHE samples NINOs ending in a fixed pair).
 ASHE_RULE_SQL = "piden % 100 = 14"
@@ -159,7 +182,13 @@ def cpih(years=None) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class DGP:
-    """Parameters of the data-generating process; any field can be overridden in :func:`england`."""
+    """Parameters of the data-generating process; any field can be overridden in :func:`england`.
+
+    Every parameter has the type of its default (an integer, a finite number, or a tuple of as many numbers) and
+    a range; a wrong one raises an ``InputError`` (``InputTypeError`` for a wrong type) naming it. ``sd_match``,
+    ``match_complementarity`` and ``mobility_on_match`` switch on match effects and endogenous mobility (module
+    docstring); e.g. ``england(sd_match=0.1, match_complementarity=0.08, mobility_on_match=1.0)``.
+    """
 
     n_workers: int = 30_000
     n_enterprises: int = 2_500
@@ -211,35 +240,80 @@ class DGP:
     # business survey
     abs_census_size: int = 50
     abs_sample_rate: float = 0.25
+    # match effects and endogenous mobility (off by default: issue 18's world where AKM's diagnostics fail)
+    sd_match: float = 0.0
+    match_complementarity: float = 0.0
+    mobility_on_match: float = 0.0
 
     def __post_init__(self):
-        for name in ("n_workers", "n_enterprises"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"DGP: {name} must be positive, got {getattr(self, name)}")
+        for f in fields(self):
+            _check_param(f.name, getattr(self, f.name), f.default)
+        for name in ("n_workers", "n_enterprises", "abs_census_size"):
+            if getattr(self, name) < 1:
+                fail(f"DGP: {name} must be at least 1, got {getattr(self, name)}")
         for name in ("move_rate", "p_gap", "secondary_rate", "duplicate_rate", "missing_luref_rate",
                      "missing_entref_rate", "unknown_luref_rate", "nonpositive_pay_rate",
                      "implausible_hours_rate", "reorg_rate", "abs_sample_rate", "entry_share", "exit_hazard"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
-                raise ValueError(f"DGP: {name} must be in [0, 1), got {v}")
+                fail(f"DGP: {name} must be in [0, 1), got {v}")
+        for name in ("sigma_u", "sigma_omega", "sigma_v", "sigma_xi", "sigma_e", "het_parttime", "het_young",
+                     "sd_match", "mobility_on_match"):
+            if getattr(self, name) < 0:
+                fail(f"DGP: {name} must be non-negative, got {getattr(self, name)}")
+        if min(self.p_edu) < 0 or sum(self.p_edu) <= 0:
+            fail(f"DGP: p_edu must be non-negative with a positive sum, got {self.p_edu}")
         if not -1.0 < self.firm_sort < 1.0:
-            raise ValueError(f"DGP: firm_sort must be in (-1, 1), got {self.firm_sort}")
-        if self.hq_bonus <= 0 or self.distance_km <= 0:
-            raise ValueError("DGP: hq_bonus and distance_km must be positive")
+            fail(f"DGP: firm_sort must be in (-1, 1), got {self.firm_sort}")
+        for name in ("hq_bonus", "distance_km", "firm_size_pareto"):
+            if getattr(self, name) <= 0:
+                fail(f"DGP: {name} must be positive, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+        """Every parameter as plain Python values (tuples as lists; JSON-serialisable)."""
+        py = lambda x: x.item() if isinstance(x, np.generic) else x  # noqa: E731
+        return {f.name: ([py(x) for x in v] if isinstance(v := getattr(self, f.name), tuple) else py(v))
+                for f in fields(self)}
 
 
-def _make_dgp(size: str, overrides: dict) -> DGP:
-    if size not in SIZES:
-        raise ValueError(f"england: size must be one of {list(SIZES)}, got {size!r}")
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+    return (_is_int(v) or isinstance(v, (float, np.floating))) and math.isfinite(v)
+
+
+def _check_param(name: str, value, default) -> None:
+    """A DGP parameter has the type of its default: an integer, a finite number, or a tuple of as many numbers."""
+    if isinstance(default, tuple):
+        ok, want = (isinstance(value, tuple) and len(value) == len(default) and all(map(_is_real, value)),
+                    f"a sequence of {len(default)} finite numbers")
+    elif isinstance(default, int):
+        ok, want = _is_int(value), "an integer"
+    else:
+        ok, want = _is_real(value), "a finite number"
+    if not ok:
+        fail(f"DGP: {name} must be {want}, got {value!r} ({type(value).__name__})", kind=InputTypeError)
+
+
+def _check_seed(seed, fn: str) -> int:
+    if not _is_int(seed):
+        fail(f"{fn}: seed must be a non-negative integer, got {seed!r} ({type(seed).__name__})", kind=InputTypeError)
+    if seed < 0:
+        fail(f"{fn}: seed must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
+def _make_dgp(size: str, overrides: dict, fn: str = "england") -> DGP:
+    if not isinstance(size, str) or size not in SIZES:
+        fail(f"{fn}: size must be one of {list(SIZES)}, got {size!r}")
     known = {f.name for f in fields(DGP)}
     bad = sorted(set(overrides) - known)
     if bad:
-        raise TypeError(f"england: unknown DGP overrides {bad}; known: {sorted(known)}")
+        fail(f"{fn}: unknown DGP overrides {bad}; known: {sorted(known)}", kind=InputTypeError)
     kw = dict(SIZES[size])
-    kw.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()})
+    kw.update({k: (tuple(v) if isinstance(v, (list, np.ndarray)) else v) for k, v in overrides.items()})
     return DGP(**kw)
 
 
@@ -748,6 +822,11 @@ def _simulate_block(world: _World, index: np.ndarray, site_cdfs=None) -> dict:
         ent_cur = world.lu_ent[np.maximum(cur, 0)]
         dead = cont & ~((world.ent_birth[ent_cur] <= year) & (world.ent_death[ent_cur] >= year))
         m_age = dgp.move_rate * np.clip(1.7 - 0.028 * (age - 18), 0.5, 1.7)
+        if dgp.mobility_on_match > 0 and _match_on(dgp):  # bad matches are left more often (the mean
+            # factor is 1 over a fresh N(0, 1) draw of matches; kept good matches lower the rate over time)
+            k = dgp.mobility_on_match
+            z = _match(world, index, za, ent_cur) / math.hypot(dgp.sd_match, dgp.match_complementarity)
+            m_age = np.minimum(m_age * np.exp(-k * z - 0.5 * k * k), 0.95)
         vol = cont & (rng.random(n) < m_age)
         mover = dead | vol
         # choose districts
@@ -779,7 +858,29 @@ def _simulate_block(world: _World, index: np.ndarray, site_cdfs=None) -> dict:
         prev_ent[p] = ent_now
     wi = np.concatenate(rows_w)
     return dict(W=W, wi=wi, year=np.concatenate(rows_y), lu=np.concatenate(rows_u), rng=rng, index=index,
-                prev_ent=np.concatenate(rows_move))
+                prev_ent=np.concatenate(rows_move), za=za)
+
+
+def _match_on(dgp: DGP) -> bool:
+    return dgp.sd_match > 0 or dgp.match_complementarity != 0
+
+
+def _match(world: _World, index: np.ndarray, za: np.ndarray, ent: np.ndarray) -> np.ndarray:
+    """True match effects of (worker, enterprise) pairs: ``sd_match * xi_ij + match_complementarity * za_i * zpsi_j``.
+
+    ``xi_ij`` ~ N(0, 1) is a hash of the worker's global index and the enterprise (the same pair always gets the
+    same draw, in any block, without touching the random streams, so the default world is unchanged); ``za`` and
+    ``zpsi`` are the standardised worker effect and enterprise premium (a complementarity of skill and premium:
+    the interaction that the residual grid of Card, Heining & Kline 2013, Fig. VI, is designed to detect)."""
+    dgp = world.dgp
+    zpsi = world.__dict__.get("_zpsi")
+    if zpsi is None:
+        w = world.ent_weight / world.ent_weight.sum()
+        sd = math.sqrt(float(np.sum(w * world.ent_psi**2)))  # psi has weighted mean zero
+        zpsi = world.__dict__["_zpsi"] = world.ent_psi / sd if sd > 0 else np.zeros_like(world.ent_psi)
+    h = _splitmix(index.astype(np.uint64) * np.uint64(len(world.ent_psi)) + ent.astype(np.uint64), world.seed + 101)
+    xi = _ndtri(((h >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53)
+    return dgp.sd_match * xi + dgp.match_complementarity * za * zpsi[ent]
 
 
 def _person_years(world: _World, block: dict) -> pd.DataFrame:
@@ -799,6 +900,10 @@ def _person_years(world: _World, block: dict) -> pd.DataFrame:
     sd = dgp.sigma_e * (1 + dgp.het_parttime * pt + dgp.het_young * (age < 25))
     eps = sd * rng.standard_normal(len(wi))
     lhw = alpha + psi + phi + xb + eps
+    extra = {}
+    if _match_on(dgp):
+        extra["match"] = _match(world, block["index"][wi], block["za"][wi], ent)
+        lhw = lhw + extra["match"]
     hours = np.where(pt, rng.uniform(8, 29.9, len(wi)), np.clip(rng.normal(38.0, 3.0, len(wi)), 30, 60))
     hours = np.round(hours, 1)
     resolved = world.ent_refs[ent, 0].copy()
@@ -812,7 +917,7 @@ def _person_years(world: _World, block: dict) -> pd.DataFrame:
         "luref": world.lu_ref[lu],
         "lad": world.places.table["lad"].to_numpy()[lad],
         "industry": np.array(_IND, dtype=object)[world.ent_industry[ent]],
-        "alpha": alpha, "psi": psi, "phi": phi, "xb": xb, "eps": eps, "lhw": lhw,
+        "alpha": alpha, "psi": psi, "phi": phi, "xb": xb, "eps": eps, **extra, "lhw": lhw,
         # helpers (dropped before publishing the truth)
         "_w": wi, "_lu": lu, "_ent": ent, "_lad": lad, "_age": age, "_hours": hours, "_pt": pt,
         "_sd": sd, "_prev_ent": block["prev_ent"],
@@ -951,9 +1056,12 @@ def _inject_mess(world: _World, jobs: pd.DataFrame, n_main: int, rng, known_lure
 # ----------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Truth:
+@dataclass(frozen=True, repr=False)
+class Truth(Result):
     """The true effects and decompositions behind a :class:`SyntheticEngland` (never used by estimators).
+
+    ``table`` (and ``to_frame()``): the true variance decomposition as ``quantity, value`` rows;
+    ``shares()``: the shares of var(y) as ``component, share`` (adding up to one).
 
     - ``worker_effects``: ``piden, alpha`` (+ ``education`` 0/1/2, ``soc``, ``female``).
     - ``firm_effects``: ``entref, psi`` (+ ``industry``, ``eta``, ``omega``), keyed by the RESOLVED enterprise
@@ -966,11 +1074,20 @@ class Truth:
     - ``person_years``: one row per person-year MAIN job: ``piden, year, entref`` (resolved), ``luref, lad,
       industry, alpha, psi, phi, xb, eps, lhw``; ``lhw`` = log real hourly wage (2015 prices) = alpha + psi +
       phi + xb + eps exactly, and equals ``log(gpay / hours / (cpih / 100))`` of the main job row in ``jobs``.
-    - ``variance``: dict, the true variance decomposition over ``person_years`` (var_*, cov_*, share_*).
+      With match effects on (``sd_match`` or ``match_complementarity``), a ``match`` column (the true match effect
+      of the person-year's job) and ``lhw`` = alpha + psi + phi + xb + eps + match.
+    - ``variance``: dict, the true variance decomposition over ``person_years`` (var_*, cov_*, share_*). With
+      match effects on, ``var_eps`` / ``share_eps`` (and the ``residual`` of ``place_gaps``) are of the AKM error
+      eps + match, and ``var_match`` / ``share_match`` give the match part.
     - ``place_gaps``: per district, the mean log real hourly pay gap vs England (person-year weighted, by
       workplace) split into ``people`` (alpha + xb), ``industry_mix`` (eta), ``firm_within`` (psi - eta),
       ``place`` (phi), ``residual`` (eps); the parts add up to ``gap`` exactly.
-    - ``mess``: ``kind, table, rows``: every kind of injected mess and how many rows carry it.
+    - ``mess``: ``kind, table, rows``: every kind of injected mess and how many rows carry it. In the PAYE RTI
+      format (``source="paye_rti"``) the kinds are :data:`RTI_MESS_KINDS`: ``secondary_job`` (records of
+      employments that are not the person-year's main job), ``central_payroll`` (records under an enterprise-wide
+      scheme of a multi-site enterprise: placeable only at the enterprise's address), ``unknown_scheme`` (records
+      whose scheme the lookup does not hold), counted before duplication; ``duplicate_period`` (extra copies of
+      records); ``reorganised_entref`` (scheme-lookup rows carrying an old enterprise reference).
     - ``place_productivity``: district-year true value added (2015 prices, GBP) and paid hours of every main
       job located there (workplace basis, whole population even for ``sample="ashe"``) and ``gva_per_hour``.
     """
@@ -992,33 +1109,66 @@ class Truth:
                 f"{v['share_psi']:.3f}; sorting share {v['share_sorting']:.3f}; corr(alpha, psi) "
                 f"{v['corr_alpha_psi']:.3f}; mobility {v['mobility_rate']:.3f}")
 
-    def to_frame(self) -> pd.DataFrame:
+    @property
+    def table(self) -> pd.DataFrame:
+        """The true variance decomposition over ``person_years``: ``quantity, value``."""
         return pd.DataFrame({"quantity": list(self.variance), "value": list(self.variance.values())})
 
+    def shares(self) -> pd.DataFrame:
+        """Shares of var(y) in the truth: ``alpha, psi, sorting`` (2 cov(alpha, psi)), ``phi``, ``place_sorting``
+        (2 cov(alpha, phi)), ``xb``, ``eps`` and ``other`` (the remaining covariances), adding up to one."""
+        v = self.variance
+        comp = ["alpha", "psi", "sorting", "phi", "place_sorting", "xb", "eps"]
+        share = [float(v[f"share_{c}"]) for c in comp]
+        return pd.DataFrame({"component": comp + ["other"], "share": share + [1.0 - sum(share)]})
 
-@dataclass(frozen=True)
-class SyntheticEngland:
-    """A synthetic England: raw ``tables`` as delivered, and the ``truth`` behind them (see :func:`england`)."""
+
+def _write_truth(truth: Truth, folder: Path, skip=()) -> None:
+    for f in fields(Truth):
+        if f.name in skip:
+            continue
+        v = getattr(truth, f.name)
+        if isinstance(v, pd.DataFrame):
+            v.to_parquet(folder / "truth" / f"{f.name}.parquet", index=False)
+        else:
+            (folder / "truth" / f"{f.name}.json").write_text(json.dumps(v, indent=1))
+
+
+def _folder_meta(meta: dict, dgp: dict, writer: str) -> dict:
+    """What the manifest records: the writer, seed, size, years, sample and every DGP parameter."""
+    keys = ("seed", "size", "years", "sample", "overrides") + tuple(k for k in ("source", "central_payroll")
+                                                                     if k in meta)
+    return {"writer": writer, **{k: meta.get(k) for k in keys}, "dgp": dgp}
+
+
+@dataclass(frozen=True, repr=False)
+class SyntheticEngland(Result):
+    """A synthetic England: raw ``tables`` as delivered, and the ``truth`` behind them (see :func:`england`).
+
+    ``table`` (and ``to_frame()``): :meth:`describe`, the rows and columns of every raw table and the truth's
+    headline numbers."""
 
     tables: dict
     truth: Truth
     meta: dict = field(default_factory=dict)
 
     def to_parquet(self, directory) -> Path:
-        """Write every table and the truth to ``directory`` (Parquet + JSON); :func:`load` reads it back exactly."""
-        d = Path(directory)
-        (d / "tables").mkdir(parents=True, exist_ok=True)
-        (d / "truth").mkdir(parents=True, exist_ok=True)
-        for name, df in self.tables.items():
-            df.to_parquet(d / "tables" / f"{name}.parquet", index=False)
-        for f in fields(Truth):
-            v = getattr(self.truth, f.name)
-            if isinstance(v, pd.DataFrame):
-                v.to_parquet(d / "truth" / f"{f.name}.parquet", index=False)
-            else:
-                (d / "truth" / f"{f.name}.json").write_text(json.dumps(v, indent=1))
-        (d / "meta.json").write_text(json.dumps(self.meta, indent=1))
-        return d
+        """Write every table and the truth to ``directory`` (Parquet + JSON); :func:`load` reads it back exactly.
+
+        The write is atomic (``prosperity._io.atomic_folder``): everything goes to a temporary folder beside
+        ``directory`` with a ``manifest.json`` (each file's size, Parquet row count and SHA-256; the seed, size,
+        years, sample and DGP parameters), which is renamed into place only when complete. An interrupted write
+        leaves an earlier folder at ``directory`` as it was; :func:`load` refuses a folder whose files do not match
+        its manifest (a partial write, an edited file, a file swapped in from another seed's folder)."""
+        meta = _folder_meta(self.meta, self.truth.coefficients.get("dgp", {}), "SyntheticEngland.to_parquet")
+        with _io.atomic_folder(directory, kind=KIND, meta=meta) as tmp:
+            (tmp / "tables").mkdir()
+            (tmp / "truth").mkdir()
+            for name, df in self.tables.items():
+                df.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+            _write_truth(self.truth, tmp)
+            (tmp / "meta.json").write_text(json.dumps(self.meta, indent=1))
+        return Path(directory)
 
     def describe(self) -> pd.DataFrame:
         """Rows and columns of every raw table, then the truth's headline numbers."""
@@ -1030,16 +1180,20 @@ class SyntheticEngland:
         rows.append(("truth", "mess rows", int(self.truth.mess["rows"].sum()), "", np.nan))
         return pd.DataFrame(rows, columns=["section", "name", "rows", "columns", "value"])
 
+    @property
+    def table(self) -> pd.DataFrame:
+        """:meth:`describe`."""
+        return self.describe()
+
     def summary(self) -> str:
         return f"SyntheticEngland({self.meta.get('size')}, seed={self.meta.get('seed')}); " + self.truth.summary()
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.describe()
 
+@dataclass(frozen=True, repr=False)
+class PopulationWrite(Result):
+    """What :func:`write_population` wrote: directory, rows per table, time, and the truth's headline numbers.
 
-@dataclass(frozen=True)
-class PopulationWrite:
-    """What :func:`write_population` wrote: directory, rows per table, time, and the truth's headline numbers."""
+    ``table`` (and ``to_frame()``): ``table, rows``, the rows written per table."""
 
     directory: Path
     rows: dict
@@ -1050,7 +1204,8 @@ class PopulationWrite:
     def summary(self) -> str:
         return f"{self.workers:,} workers, {self.rows.get('jobs', 0):,} job rows in {self.seconds:.1f} s -> {self.directory}"
 
-    def to_frame(self) -> pd.DataFrame:
+    @property
+    def table(self) -> pd.DataFrame:
         return pd.DataFrame({"table": list(self.rows), "rows": list(self.rows.values())})
 
 
@@ -1071,9 +1226,16 @@ class _Moments:
         self.lad_s = np.zeros((n_lad, 6))
         self.pairs = 0
         self.moves = 0
+        self.match = None  # (sum, sum of squares) of the match effects, when the world has them
 
     def add(self, py: pd.DataFrame, eta: np.ndarray):
-        X = np.column_stack([py[c].to_numpy(float) for c in _MOM[:-1]] + [eta])
+        cols = [py[c].to_numpy(float) for c in _MOM[:-1]]
+        if "match" in py:  # the AKM error is match + eps: it enters var_eps and the gaps' residual
+            m = py["match"].to_numpy(float)
+            cols[5] = cols[5] + m
+            s, ss = self.match or (0.0, 0.0)
+            self.match = (s + float(m.sum()), ss + float(m @ m))
+        X = np.column_stack(cols + [eta])
         self.n += len(X)
         self.s += X.sum(0)
         self.ss += X.T @ X
@@ -1103,7 +1265,8 @@ class _Moments:
             "cov_alpha_psi": c("alpha", "psi"), "cov_alpha_phi": c("alpha", "phi"), "cov_psi_phi": c("psi", "phi"),
             "cov_alpha_xb": c("alpha", "xb"), "cov_psi_xb": c("psi", "xb"), "cov_phi_xb": c("phi", "xb"),
         }
-        out["corr_alpha_psi"] = out["cov_alpha_psi"] / math.sqrt(out["var_alpha"] * out["var_psi"])
+        denom = math.sqrt(max(out["var_alpha"] * out["var_psi"], 0.0))  # zero with one worker or one firm
+        out["corr_alpha_psi"] = out["cov_alpha_psi"] / denom if denom > 0 else float("nan")
         out["share_alpha"] = out["var_alpha"] / vy
         out["share_psi"] = out["var_psi"] / vy
         out["share_sorting"] = 2 * out["cov_alpha_psi"] / vy
@@ -1112,6 +1275,9 @@ class _Moments:
         out["share_eps"] = out["var_eps"] / vy
         out["share_xb"] = out["var_xb"] / vy
         out["mobility_rate"] = self.moves / max(self.pairs, 1)
+        if self.match is not None:
+            out["var_match"] = self.match[1] / self.n - (self.match[0] / self.n) ** 2
+            out["share_match"] = out["var_match"] / vy
         return out
 
     def place_gaps(self, lads: np.ndarray) -> pd.DataFrame:
@@ -1242,11 +1408,224 @@ def _accumulate_firms(world, py, jobs_clean, lu_emp, ent_va, ent_cost, lad_va, l
 def main_job(jobs: pd.DataFrame) -> pd.DataFrame:
     """The main job of each person-year, by the rule the truth uses: the highest gross weekly pay ``gpay``,
     ties broken by the smallest ``luref``. Rows with missing ``piden``/``year`` raise an error."""
-    for c in ("piden", "year", "gpay", "luref"):
-        if c not in jobs.columns:
-            raise KeyError(f"main_job: jobs has no column {c!r}")
+    require_columns(jobs, ["piden", "year", "gpay", "luref"], "jobs")
+    require_complete(jobs, ["piden", "year"], "jobs", id_cols=["piden", "year"])
     order = jobs.sort_values(["piden", "year", "gpay", "luref"], ascending=[True, True, False, True])
     return order.drop_duplicates(["piden", "year"], keep="first").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The PAYE RTI / LEED raw-table format (issue 16): the same world delivered as a payroll extract
+# ----------------------------------------------------------------------------------------------------------
+
+#: The sources :func:`england` can deliver the world as (``source=``).
+SOURCES = ("ashe", "paye_rti")
+
+#: Share of multi-site enterprises that run one enterprise-wide PAYE scheme (central payroll) by default: their
+#: employees can be placed only at the enterprise's address, not at their workplace.
+CENTRAL_PAYROLL = 0.3
+
+# Where the documentation below comes from (read for this project through the search tool; the names of the
+# variables in the ONS / ESCoE LEED extract itself are not public: every such name is marked unverified).
+_RTI_DOC = "HMRC, Guidance on RTI Data Items (2017-18 v1-3; April 2019; April 2021), Full Payment Submission items"
+_LEED_BLOG = "ONS blog, 1 July 2025, 'Data linkage to shine new light on UK labour market' (C. Palmou)"
+_ESCOE_LEED = ("ESCoE project page 'Developing a new Linked Employer Employee Dataset for the UK' (Bryson & Forth): "
+               "LEED spine = calendarised monthly PAYE RTI linked to the quarterly Longitudinal Business Database")
+_BSD = ("UK Data Service SN 6697 catalogue record and the ERC BSD dataset page: enterprise and local-unit files, "
+        "employment, turnover, foreign ownership, SIC, birth and death years, postcodes of enterprises and local units")
+_UNVERIFIED = "unverified: searched the ONS LEED blog, the ESCoE LEED pages and HMRC's RTI data-item guidance"
+
+#: Every column of the PAYE RTI format's own tables: ``{table: {column: (kind, meaning, real variable,
+#: status)}}``. ``kind`` as in ``link.TABLE_COLUMNS`` (id, int, num, str, bool, any); ``status``: ``"S"`` the
+#: concept is documented in the cited public source (the column name in an ONS extract may still differ),
+#: ``"U"`` unverified (with what was searched). The other tables (``local_units``, ``accounts``,
+#: ``postcode_lookup``, ``entref_continuity``, ``place_characteristics``, ``cpi``) are those of the ASHE format;
+#: ``enterprises`` gains ``postcode``.
+RTI_COLUMNS: dict[str, dict[str, tuple[str, str, str, str]]] = {
+    "pay_periods": {
+        "person_id": ("id", "employee (person) identifier, stable over years and employers; the same value as "
+                      "``piden`` in the ASHE format and in the truth",
+                      "a pseudonymised person key derived from the NINO and personal details", "U",
+                      f"{_UNVERIFIED}; {_LEED_BLOG} says workers' pay and limited demographics are linked"),
+        "paye_ref": ("id", "employer PAYE scheme reference, 'NNN/XNNNN' (HMRC office number / employer reference)",
+                     "Employer PAYE Reference (FPS data items 1 and 2)", "S", _RTI_DOC),
+        "employment_id": ("id", "the employment within the scheme (one job spell of the person at one workplace: "
+                          "a person with two jobs under one scheme has two employments)",
+                          "Payroll ID (FPS)", "S", f"{_RTI_DOC}; name in the LEED extract {_UNVERIFIED}"),
+        "tax_year": ("int", "tax year, labelled by its first calendar year (2005 = 6 April 2005 - 5 April 2006); "
+                     "the ASHE-format ``year`` of the same job", "tax year of the FPS", "S",
+                     f"{_RTI_DOC}; ESCoE (Dorsett & Hug) use tax years 2014/15-2017/18"),
+        "tax_month": ("int", "tax month 1-12 (1 = 6 April - 5 May); one record per employment and tax month",
+                      "Tax month number (FPS)", "S",
+                      f"{_RTI_DOC}; the LEED spine uses calendarised monthly RTI ({_ESCOE_LEED})"),
+        "payment_date": ("any", "date of payment (the 25th of the calendar month inside the tax month)",
+                         "Payment date (FPS)", "S", _RTI_DOC),
+        "pay": ("num", "taxable pay in the period, GBP, nominal (pounds and pence); the 12 periods of a job-year add "
+                "up to 52 x the ASHE-format weekly ``gpay``", "Taxable pay in this pay period (FPS)", "S", _RTI_DOC),
+        "hours_band": ("str", "normal weekly hours band: A < 16, B 16-23.99, C 24-29.99, D 30 or more (the "
+                       "full-time proxy: D is full time, the ASHE ``ft == 1``); no paid hours are reported",
+                       "Number of normal hours worked (FPS band)", "U",
+                       f"the band letters {_UNVERIFIED}; the FPS carries a band, never paid hours"),
+    },
+    "employees": {
+        "person_id": ("id", "as in pay_periods", "pseudonymised person key", "U", _UNVERIFIED),
+        "sex": ("any", "'M' or 'F'", "Gender (FPS, mandatory)", "S", _RTI_DOC),
+        "birth_year": ("int", "year of birth (age in a tax year = tax_year - birth_year, the ASHE-format age)",
+                       "Date of birth (FPS, mandatory), released as a year or an age", "U",
+                       f"the released form {_UNVERIFIED}"),
+    },
+    "paye_schemes": {
+        "paye_ref": ("id", "PAYE scheme reference", "Employer PAYE Reference", "S", _RTI_DOC),
+        "tax_year": ("int", "tax year of the link", "", "U", _UNVERIFIED),
+        "entref": ("id", "IDBR enterprise reference in force that year (an OLD reference before a reorganisation: "
+                   "resolve it through entref_continuity)", "IDBR PAYE unit -> enterprise link", "S",
+                   f"{_BSD}: the IDBR is built from VAT and PAYE records; {_LEED_BLOG}"),
+        "luref": ("id", "local unit of a site-level scheme; missing (NA) for an enterprise-wide scheme (central "
+                  "payroll of a multi-site enterprise: its employees can be placed only at the enterprise's address)",
+                  "", "U", f"whether the IDBR links PAYE schemes to local units: {_UNVERIFIED}"),
+    },
+    "enterprises": {
+        "postcode": ("str", "postcode of the enterprise's address (the head office)", "BSD enterprise postcode", "S",
+                     _BSD),
+    },
+}
+
+#: Tables of the PAYE RTI format without which no panel can be built.
+RTI_REQUIRED_TABLES = ("pay_periods", "paye_schemes", "enterprises", "local_units", "postcode_lookup", "cpi")
+
+#: Kinds of mess in the PAYE RTI format (``truth.mess`` rows with ``table`` pay_periods or paye_schemes).
+RTI_MESS_KINDS = ("secondary_job", "central_payroll", "unknown_scheme", "duplicate_period", "reorganised_entref")
+
+
+def rti_columns() -> pd.DataFrame:
+    """:data:`RTI_COLUMNS` as a table: ``table, column, kind, meaning, real, status, source``."""
+    rows = [(t, c, *v) for t, cols in RTI_COLUMNS.items() for c, v in cols.items()]
+    return pd.DataFrame(rows, columns=["table", "column", "kind", "meaning", "real", "status", "source"])
+
+
+def _paye_refs(rng, n: int) -> np.ndarray:
+    """n distinct scheme references 'NNN/XNNNN' (HMRC office number, '/', a letter and four digits)."""
+    letters = np.array(list("ABCDEFGHJKLMNPRSTWXYZ"))
+    code = _unique_ids(rng, n, 0, 900 * len(letters) * 10_000)
+    office = 100 + code // (len(letters) * 10_000)
+    letter = letters[code // 10_000 % len(letters)]
+    return np.char.add(np.char.add(office.astype(str), "/"),
+                       np.char.add(letter, np.char.zfill((code % 10_000).astype(str), 4))).astype(object)
+
+
+def _rti_tables(world: _World, clean: pd.DataFrame, tables: dict, central_payroll: float) -> tuple[dict, list]:
+    """The PAYE RTI format of the same world: ``pay_periods`` (one record per employment and tax month),
+    ``employees``, ``paye_schemes`` (scheme -> enterprise, and local unit for site-level schemes),
+    ``enterprises`` with the head-office postcode; the other tables are those of the ASHE format.
+
+    Built from the clean job rows (``clean``: every job-year with its local unit ``_lu``), so each ASHE-format job
+    is one employment-year whose 12 periods add up to 52 x its weekly pay. Returns the tables and the mess rows
+    (``kind, table, rows``)."""
+    rng = np.random.default_rng([world.seed, 88])
+    y0, y1 = world.years
+    n_lu, J = len(world.lu_ent), len(world.ent_psi)
+    # head office of each enterprise: its flagged head office, else its first site; sites per enterprise
+    n_sites = np.bincount(world.lu_ent, minlength=J)
+    hq = np.full(J, -1, dtype=np.int64)
+    order = np.lexsort((np.arange(n_lu), ~world.lu_hq, world.lu_ent))  # per enterprise: head office first
+    first = np.concatenate([[True], world.lu_ent[order][1:] != world.lu_ent[order][:-1]])
+    hq[world.lu_ent[order][first]] = order[first]
+    central = (n_sites > 1) & (rng.random(J) < central_payroll)
+    # schemes: one per enterprise for central payrolls, else one per local unit
+    site_scheme = ~central[world.lu_ent]
+    n_site, n_ent = int(site_scheme.sum()), int(central.sum())
+    refs = _paye_refs(rng, n_site + n_ent)
+    lu_scheme = np.full(n_lu, -1, dtype=np.int64)
+    lu_scheme[site_scheme] = np.arange(n_site)
+    ent_scheme = np.full(J, -1, dtype=np.int64)
+    ent_scheme[central] = n_site + np.arange(n_ent)
+    lu_scheme[~site_scheme] = ent_scheme[world.lu_ent[~site_scheme]]
+    scheme_lu = np.full(n_site + n_ent, -1, dtype=np.int64)
+    scheme_lu[lu_scheme[site_scheme]] = np.flatnonzero(site_scheme)
+    scheme_ent = np.empty(n_site + n_ent, dtype=np.int64)
+    scheme_ent[:n_site] = world.lu_ent[site_scheme]
+    scheme_ent[n_site:] = np.flatnonzero(central)
+    # the scheme lookup: one row per scheme and tax year the enterprise is alive
+    yrs = np.arange(y0, y1 + 1)
+    sj = np.repeat(np.arange(n_site + n_ent), len(yrs))
+    sy = np.tile(yrs, n_site + n_ent)
+    e = scheme_ent[sj]
+    alive = (world.ent_birth[e] <= sy) & (world.ent_death[e] >= sy)
+    sj, sy, e = sj[alive], sy[alive], e[alive]
+    lu = scheme_lu[sj]
+    schemes = pd.DataFrame({
+        "paye_ref": refs[sj], "tax_year": sy.astype(np.int64), "entref": _ent_ref_in_year(world, e, sy),
+        "luref": pd.array(np.where(lu >= 0, world.lu_ref[np.maximum(lu, 0)], 0), dtype="Int64"),
+    })
+    schemes.loc[lu < 0, "luref"] = pd.NA
+    schemes = schemes.sort_values(["tax_year", "paye_ref"], kind="stable").reset_index(drop=True)
+
+    # employment-years: the clean jobs, each under its workplace's scheme
+    c = clean.sort_values(["piden", "year", "luref"], kind="stable").reset_index(drop=True)
+    jlu = c["_lu"].to_numpy()
+    piden = c["piden"].to_numpy(dtype=np.int64)
+    scheme = lu_scheme[jlu]
+    emp_id = (_splitmix(piden.astype(np.uint64) * np.uint64(n_lu) + jlu.astype(np.uint64), world.seed + 202)
+              % np.uint64(900_000_000)).astype(np.int64) + 100_000_000
+    annual = np.round(c["gpay"].to_numpy() * 52, 2)
+    n_unknown = int(round(world.dgp.unknown_luref_rate * len(c)))
+    unknown = rng.choice(len(c), size=n_unknown, replace=False)
+    spare = _paye_refs(np.random.default_rng([world.seed, 89]), n_unknown + len(refs))
+    spare = spare[~np.isin(spare, refs)][:n_unknown]  # references the scheme lookup does not hold
+    ref_code = scheme.copy()
+    ref_code[unknown] = len(refs) + np.arange(n_unknown)
+    band = np.searchsorted([16.0, 24.0, 30.0], c["hours"].to_numpy(), side="right")  # A, B, C, D
+    # twelve tax months; eleven equal payments to the penny, the last takes the remainder (exact annual sum)
+    m = 12
+    month_pay = np.floor(annual / m * 100) / 100
+    last_pay = np.round(annual - (m - 1) * month_pay, 2)
+    # records: every (employment-year, month), plus exact duplicates, in a random order (one gather per column)
+    n_rec = len(c) * m
+    n_dup = int(round(world.dgp.duplicate_rate * n_rec))
+    dup = rng.choice(n_rec, size=n_dup, replace=False)
+    rec = np.concatenate([np.arange(n_rec), dup])[rng.permutation(n_rec + n_dup)]
+    row, k = rec // m, rec % m + 1
+    ty = c["year"].to_numpy(dtype=np.int64)[row]
+    cal_month = (k + 2) % 12 + 1
+    cal_year = ty + (k >= 10)
+    dates = ((cal_year - 1970) * 12 + cal_month - 1).astype("datetime64[M]").astype("datetime64[D]") + 24
+    periods = pd.DataFrame({
+        "person_id": piden[row],
+        "paye_ref": pd.Categorical.from_codes(ref_code[row], categories=np.concatenate([refs, spare]))
+        .remove_unused_categories(),
+        "employment_id": emp_id[row], "tax_year": ty, "tax_month": k.astype(np.int64), "payment_date": dates,
+        "pay": np.where(k == m, last_pay[row], month_pay[row]),
+        "hours_band": pd.Categorical.from_codes(band[row], categories=list("ABCD")),
+    })
+
+    by_person = c.drop_duplicates("piden")
+    employees = pd.DataFrame({
+        "person_id": by_person["piden"].to_numpy(dtype=np.int64),
+        "sex": np.where(by_person["sex"].to_numpy() == 2, "F", "M").astype(object),
+        "birth_year": (by_person["year"] - by_person["age"]).to_numpy(dtype=np.int64),
+    })
+    ent = tables["enterprises"].copy()
+    ref_ent = {}
+    for k_ in range(3):  # every reference an enterprise ever carries -> its head-office postcode
+        has = world.ent_refs[:, k_] >= 0
+        ref_ent.update(zip(world.ent_refs[has, k_].tolist(), np.flatnonzero(has).tolist()))
+    ent_idx = np.array([ref_ent[r] for r in ent["entref"].tolist()], dtype=np.int64)
+    ent["postcode"] = world.postcodes["postcode"].to_numpy()[world.lu_postcode[hq[ent_idx]]]
+
+    main = c.sort_values(["piden", "year", "gpay", "luref"], ascending=[True, True, False, True]).duplicated(
+        ["piden", "year"])
+    on_central = central[world.lu_ent[jlu]]
+    on_central[unknown] = False  # their records carry an unknown reference instead
+    old = np.sort(_continuity(world)["old_entref"].to_numpy())
+    mess = [("secondary_job", "pay_periods", m * int(main.sum())),
+            ("central_payroll", "pay_periods", m * int(on_central.sum())),
+            ("unknown_scheme", "pay_periods", m * n_unknown),
+            ("duplicate_period", "pay_periods", n_dup),
+            ("reorganised_entref", "paye_schemes", int(_isin_sorted(schemes["entref"].to_numpy(), old).sum()))]
+    out = {"pay_periods": periods, "employees": employees, "paye_schemes": schemes,
+           "local_units": tables["local_units"], "enterprises": ent}
+    out |= {k_: v for k_, v in tables.items() if k_ not in ("jobs", "local_units", "enterprises")}
+    return out, mess
 
 
 def _coefficients(world: _World) -> dict:
@@ -1295,7 +1674,8 @@ def _effects_tables(world: _World) -> tuple:
     return firm, place, industry
 
 
-def england(size: str = "workshop", seed: int = 0, years=(2005, 2019), sample=None, **overrides) -> SyntheticEngland:
+def england(size: str = "workshop", seed: int = 0, years=(2005, 2019), sample=None, source: str = "ashe",
+            central_payroll: float = CENTRAL_PAYROLL, **overrides) -> SyntheticEngland:
     """Simulate a synthetic England of linked workers, firms and places, with the truth kept apart.
 
     Parameters
@@ -1307,6 +1687,21 @@ def england(size: str = "workshop", seed: int = 0, years=(2005, 2019), sample=No
     sample : ``None`` (every worker) or ``"ashe"``: the 1% of people whose ``piden`` ends in 14, followed
         every year; their co-workers are unseen. Firm tables (local units, enterprises, accounts) still
         describe every firm, and the truth describes the sampled person-years.
+    source : ``"ashe"`` (the default: ASHE / BSD / ABS tables, below) or ``"paye_rti"``: the SAME world and truth
+        delivered as a PAYE Real Time Information linked extract (LEED): ``pay_periods`` (one record per employment
+        and tax month: ``person_id, paye_ref, employment_id, tax_year, tax_month, payment_date, pay,
+        hours_band``), ``employees`` (``person_id, sex, birth_year``), ``paye_schemes`` (scheme -> enterprise in
+        force that tax year, and the local unit of a site-level scheme), ``enterprises`` with the head-office
+        ``postcode``, and the ASHE format's ``local_units``, ``accounts``, ``postcode_lookup``,
+        ``entref_continuity``, ``place_characteristics``, ``cpi``; no ``jobs`` table, no paid hours (a band:
+        the full-time proxy), no occupation. Every column, its meaning, the real variable it stands for and how
+        sure we are of the name: :data:`RTI_COLUMNS` / :func:`rti_columns`. The 12 tax-month payments of an
+        employment-year add up to 52 x the ASHE-format weekly ``gpay`` of the same job (``person_id`` =
+        ``piden``, ``tax_year`` = ``year``), so the truth (keyed by ``piden``, resolved ``entref``, ``lad``,
+        ``year``) is the ASHE format's, unchanged; ``truth.mess`` lists the RTI kinds (:data:`RTI_MESS_KINDS`).
+    central_payroll : with ``source="paye_rti"``, the share of multi-site enterprises paying every employee
+        through one enterprise-wide scheme (no local unit in ``paye_schemes``): their employees can be placed only
+        at the enterprise's address (``truth.mess`` kind ``central_payroll`` counts their records).
     **overrides : any field of :class:`DGP` (``n_workers``, ``move_rate``, ``sigma_u``, mess rates...).
 
     Notes
@@ -1340,15 +1735,21 @@ def england(size: str = "workshop", seed: int = 0, years=(2005, 2019), sample=No
     Returns a :class:`SyntheticEngland` (``.tables``, ``.truth``, ``.to_parquet``, ``.describe``).
     """
     t0 = time.perf_counter()
-    if size == "population":
-        raise ValueError("england: size='population' does not fit in memory; use "
-                         "synthetic.write_population(directory, seed=...) to stream it to Parquet")
+    if isinstance(size, str) and size == "population":
+        fail("england: size='population' does not fit in memory; use "
+             "synthetic.write_population(directory, seed=...) to stream it to Parquet")
+    seed = _check_seed(seed, "england")
     _check_sample(sample)
+    if not (isinstance(source, str) and source in SOURCES):
+        fail(f"england: source must be one of {list(SOURCES)}, got {source!r}")
+    if not _is_real(central_payroll) or not 0 <= central_payroll <= 1:
+        fail(f"england: central_payroll must be a number in [0, 1], got {central_payroll!r}")
     years = _check_years(years)
     dgp = _make_dgp(size, overrides)
     world = _world(dgp, years, seed)
     acc = _Accumulator(world)
-    jobs, py, workers = _process_block(world, np.arange(dgp.n_workers, dtype=np.int64), sample, 0, acc)
+    jobs, py, workers, clean = _process_block(world, np.arange(dgp.n_workers, dtype=np.int64), sample, 0, acc,
+                                              keep_clean=True)
     per_year = [_firm_tables(world, acc.lu_emp, acc.ent_va, acc.ent_cost, y) for y in range(years[0], years[1] + 1)]
     firm_tables = {k: pd.concat([p[k] for p in per_year], ignore_index=True) for k in per_year[0]}
     cont = _continuity(world)
@@ -1364,15 +1765,21 @@ def england(size: str = "workshop", seed: int = 0, years=(2005, 2019), sample=No
     for name in ("local_units", "enterprises", "accounts"):
         acc.reorg[name] += int(_isin_sorted(tables[name]["entref"].to_numpy(), np.sort(old)).sum())
     truth = _truth(world, acc, workers, py)
-    meta = {"size": size, "seed": int(seed), "years": list(years), "sample": sample,
-            "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
-            "people_total": acc.people_total, "seconds": round(time.perf_counter() - t0, 3)}
+    extra = {}
+    if source == "paye_rti":
+        tables, mess = _rti_tables(world, clean, tables, float(central_payroll))
+        truth = replace(truth, mess=pd.DataFrame(mess, columns=["kind", "table", "rows"]).astype({"rows": "int64"}))
+        extra = {"source": source, "central_payroll": float(central_payroll)}
+    del clean
+    meta = {"size": size, "seed": seed, "years": list(years), "sample": sample, **extra,
+            "overrides": {k: dgp.to_dict()[k] for k in overrides},
+            "people_total": acc.people_total, "dgp": dgp.to_dict(), "seconds": round(time.perf_counter() - t0, 3)}
     return SyntheticEngland(tables=tables, truth=truth, meta=meta)
 
 
-def _check_sample(sample):
-    if sample not in (None, "ashe"):
-        raise ValueError(f"england: sample must be None or 'ashe', got {sample!r}")
+def _check_sample(sample, fn: str = "england"):
+    if not (sample is None or (isinstance(sample, str) and sample == "ashe")):
+        fail(f"{fn}: sample must be None or 'ashe', got {sample!r}")
 
 
 class _Accumulator:
@@ -1394,9 +1801,11 @@ class _Accumulator:
         self.old_refs = np.sort(_continuity(world)["old_entref"].to_numpy())
 
 
-def _process_block(world: _World, index: np.ndarray, sample, block_no: int, acc: _Accumulator):
+def _process_block(world: _World, index: np.ndarray, sample, block_no: int, acc: _Accumulator,
+                   keep_clean: bool = False):
     """Simulate one block of workers; add it to the accumulators; return its (messy) jobs, truth person-years
-    and worker effects (restricted to the ASHE sample if asked)."""
+    and worker effects (restricted to the ASHE sample if asked), and with ``keep_clean`` the clean job rows
+    before any mess (with the local-unit index ``_lu``: what the PAYE RTI format is built from)."""
     seed = world.seed
     block = _simulate_block(world, index)
     py = _person_years(world, block)
@@ -1420,6 +1829,8 @@ def _process_block(world: _World, index: np.ndarray, sample, block_no: int, acc:
                             "education": W["edu"][people].astype(np.int64), "soc": W["soc"][people],
                             "female": W["female"][people].astype(np.int64)})
     public = py[[c for c in py.columns if not c.startswith("_")]].sort_values(["piden", "year"]).reset_index(drop=True)
+    if keep_clean:
+        return jobs, public, workers, jobs_clean
     return jobs, public, workers
 
 
@@ -1442,28 +1853,53 @@ def _truth(world: _World, acc: _Accumulator, workers, person_years) -> Truth:
     )
 
 
-def _check_years(years) -> tuple[int, int]:
+_TABLE_ORDER = ("jobs", "local_units", "enterprises", "accounts", "postcode_lookup", "entref_continuity",
+                "place_characteristics", "cpi")
+
+
+def _check_years(years, fn: str = "england") -> tuple[int, int]:
+    if isinstance(years, (str, bytes, dict)) or not hasattr(years, "__len__") or len(years) != 2:
+        fail(f"{fn}: years must be a pair (first, last), got {years!r}", kind=InputTypeError)
+    if not all(map(_is_int, years)):
+        fail(f"{fn}: years must be two integers, got {tuple(years)!r}", kind=InputTypeError)
     y0, y1 = int(years[0]), int(years[1])
-    if not (min(_CPIH) <= y0 <= y1 <= max(_CPIH)):
-        raise ValueError(f"england: years must be within {min(_CPIH)}-{max(_CPIH)} with first <= last, got {years}")
+    if y0 > y1:
+        fail(f"{fn}: years ({y0}, {y1}) are reversed; pass (first, last), e.g. ({y1}, {y0})")
+    if not (min(_CPIH) <= y0 and y1 <= max(_CPIH)):
+        fail(f"{fn}: years must be within {min(_CPIH)}-{max(_CPIH)} (the CPIH series), got ({y0}, {y1})")
     if y1 - y0 < 1:
-        raise ValueError("england: need at least two years")
+        fail(f"{fn}: years ({y0}, {y1}): need at least two years")
     return y0, y1
 
 
 def load(directory) -> SyntheticEngland:
-    """Read a :class:`SyntheticEngland` written by :meth:`SyntheticEngland.to_parquet` (exact round trip)."""
+    """Read a :class:`SyntheticEngland` written by :meth:`SyntheticEngland.to_parquet` or :func:`write_population`
+    (an exact round trip).
+
+    The folder is checked against its manifest first (``prosperity._io.verify``): a folder without a manifest (an
+    interrupted write, or not written by this package), of another kind (e.g. a linked panel), with a missing,
+    truncated or edited file, or with a Parquet file the manifest does not list is refused with an
+    ``OutputFolderError`` (a ``ValueError``) saying which file is wrong. Files are read as listed in the manifest, so
+    the tables and the truth are the ones written together, with the recorded seed."""
     d = Path(directory)
-    if not (d / "meta.json").exists():
-        raise FileNotFoundError(f"load: {d} has no meta.json; not written by SyntheticEngland.to_parquet")
-    tables = {p.stem: pd.read_parquet(p) for p in sorted((d / "tables").glob("*.parquet"))}
-    order = ["jobs", "local_units", "enterprises", "accounts", "postcode_lookup", "entref_continuity",
-             "place_characteristics", "cpi"]
-    tables = {k: tables[k] for k in order if k in tables} | {k: v for k, v in tables.items() if k not in order}
+    try:
+        man = _io.verify(d, kind=KIND)
+    except _io.OutputFolderError as exc:
+        raise _io.OutputFolderError(f"synthetic.load: {exc}") from None
+    listed = set(man["files"])
+    need = ["meta.json"] + [f"truth/{f.name}.{'json' if f.name in ('coefficients', 'variance') else 'parquet'}"
+                            for f in fields(Truth)]
+    missing = [n for n in need if n not in listed]
+    if missing or not any(n.startswith("tables/") for n in listed):
+        raise _io.OutputFolderError(f"synthetic.load: {d}: the manifest lists no {missing or ['tables/*.parquet']}; "
+                                    "not a complete synthetic England")
+    names = sorted(Path(n).stem for n in listed if n.startswith("tables/") and n.endswith(".parquet"))
+    tables = {k: pd.read_parquet(d / "tables" / f"{k}.parquet") for k in _TABLE_ORDER if k in names}
+    tables |= {k: pd.read_parquet(d / "tables" / f"{k}.parquet") for k in names if k not in _TABLE_ORDER}
     kw = {}
     for f in fields(Truth):
         pq, js = d / "truth" / f"{f.name}.parquet", d / "truth" / f"{f.name}.json"
-        kw[f.name] = pd.read_parquet(pq) if pq.exists() else json.loads(js.read_text())
+        kw[f.name] = json.loads(js.read_text()) if f.name in ("coefficients", "variance") else pd.read_parquet(pq)
     return SyntheticEngland(tables=tables, truth=Truth(**kw), meta=json.loads((d / "meta.json").read_text()))
 
 
@@ -1487,71 +1923,69 @@ def write_population(directory, seed: int = 0, years=(2005, 2019), sample=None, 
     import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
-    _check_sample(sample)
-    years = _check_years(years)
-    if not 0 < fraction <= 1:
-        raise ValueError(f"write_population: fraction must be in (0, 1], got {fraction}")
-    dgp = _make_dgp("population", overrides)
+    fn = "write_population"
+    seed = _check_seed(seed, fn)
+    _check_sample(sample, fn)
+    years = _check_years(years, fn)
+    if not _is_real(fraction) or not 0 < fraction <= 1:
+        fail(f"{fn}: fraction must be a number in (0, 1], got {fraction!r}")
+    if not _is_int(block_size) or block_size < 1:
+        fail(f"{fn}: block_size must be a positive integer, got {block_size!r}")
+    dgp = _make_dgp("population", overrides, fn)
     world = _world(dgp, years, seed)
     acc = _Accumulator(world)
     d = Path(directory)
-    (d / "tables").mkdir(parents=True, exist_ok=True)
-    (d / "truth").mkdir(parents=True, exist_ok=True)
     n = int(round(dgp.n_workers * fraction))
+    overrides = {k: dgp.to_dict()[k] for k in overrides}
+    meta = {"size": "population", "seed": seed, "years": list(years), "sample": sample, "fraction": fraction,
+            "block_size": int(block_size), "workers": n, "overrides": overrides}
     writers: dict = {}
     rows: dict = {}
+    with _io.atomic_folder(d, kind=KIND, meta=_folder_meta(meta, dgp.to_dict(), fn)) as tmp:
+        (tmp / "tables").mkdir()
+        (tmp / "truth").mkdir()
 
-    def write(path: Path, df: pd.DataFrame, key: str):
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        if key not in writers:
-            writers[key] = pq.ParquetWriter(path, table.schema)
-        writers[key].write_table(table.cast(writers[key].schema))
-        rows[key] = rows.get(key, 0) + len(df)
+        def write(path: Path, df: pd.DataFrame, key: str):
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if key not in writers:
+                writers[key] = pq.ParquetWriter(path, table.schema)
+            writers[key].write_table(table.cast(writers[key].schema))
+            rows[key] = rows.get(key, 0) + len(df)
 
-    starts = list(range(0, n, int(block_size)))
-    try:
-        from tqdm.auto import tqdm
+        starts = list(range(0, n, int(block_size)))
+        try:
+            from tqdm.auto import tqdm
 
-        it = tqdm(starts, desc="population blocks", disable=quiet)
-    except ImportError:  # pragma: no cover
-        it = starts
-    for b, start in enumerate(it):
-        index = np.arange(start, min(start + int(block_size), n), dtype=np.int64)
-        jobs, py, workers = _process_block(world, index, sample, b, acc)
-        write(d / "tables" / "jobs.parquet", jobs, "jobs")
-        write(d / "truth" / "person_years.parquet", py, "person_years")
-        write(d / "truth" / "worker_effects.parquet", workers, "worker_effects")
-        del jobs, py, workers
-    cont = _continuity(world)
-    old = cont["old_entref"].to_numpy()
-    for y in range(years[0], years[1] + 1):
-        ft = _firm_tables(world, acc.lu_emp, acc.ent_va, acc.ent_cost, y)
-        for name, df in ft.items():
-            acc.reorg[name] += int(_isin_sorted(df["entref"].to_numpy(), np.sort(old)).sum())
-            write(d / "tables" / f"{name}.parquet", df, name)
-    for w in writers.values():
-        w.close()
-    small = {"postcode_lookup": world.postcodes, "entref_continuity": cont,
-             "place_characteristics": world.places.chars, "cpi": cpih(years)}
-    for name, df in small.items():
-        df.to_parquet(d / "tables" / f"{name}.parquet", index=False)
-        rows[name] = len(df)
-    empty = pd.DataFrame()
-    truth = _truth(world, acc, empty, empty)
-    for f in fields(Truth):
-        if f.name in ("person_years", "worker_effects"):
-            continue
-        v = getattr(truth, f.name)
-        if isinstance(v, pd.DataFrame):
-            v.to_parquet(d / "truth" / f"{f.name}.parquet", index=False)
-        else:
-            (d / "truth" / f"{f.name}.json").write_text(json.dumps(v, indent=1))
-    seconds = time.perf_counter() - t0
-    meta = {"size": "population", "seed": int(seed), "years": list(years), "sample": sample,
-            "fraction": fraction, "block_size": int(block_size), "workers": n, "people_total": acc.people_total,
-            "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
-            "seconds": round(seconds, 3)}
-    (d / "meta.json").write_text(json.dumps(meta, indent=1))
+            it = tqdm(starts, desc="population blocks", disable=quiet)
+        except ImportError:  # pragma: no cover
+            it = starts
+        for b, start in enumerate(it):
+            index = np.arange(start, min(start + int(block_size), n), dtype=np.int64)
+            jobs, py, workers = _process_block(world, index, sample, b, acc)
+            write(tmp / "tables" / "jobs.parquet", jobs, "jobs")
+            write(tmp / "truth" / "person_years.parquet", py, "person_years")
+            write(tmp / "truth" / "worker_effects.parquet", workers, "worker_effects")
+            del jobs, py, workers
+        cont = _continuity(world)
+        old = cont["old_entref"].to_numpy()
+        for y in range(years[0], years[1] + 1):
+            ft = _firm_tables(world, acc.lu_emp, acc.ent_va, acc.ent_cost, y)
+            for name, df in ft.items():
+                acc.reorg[name] += int(_isin_sorted(df["entref"].to_numpy(), np.sort(old)).sum())
+                write(tmp / "tables" / f"{name}.parquet", df, name)
+        for w in writers.values():
+            w.close()
+        small = {"postcode_lookup": world.postcodes, "entref_continuity": cont,
+                 "place_characteristics": world.places.chars, "cpi": cpih(years)}
+        for name, df in small.items():
+            df.to_parquet(tmp / "tables" / f"{name}.parquet", index=False)
+            rows[name] = len(df)
+        empty = pd.DataFrame()
+        truth = _truth(world, acc, empty, empty)
+        _write_truth(truth, tmp, skip=("person_years", "worker_effects"))
+        seconds = time.perf_counter() - t0
+        meta |= {"people_total": acc.people_total, "dgp": dgp.to_dict(), "seconds": round(seconds, 3)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     return PopulationWrite(directory=d, rows=rows, seconds=seconds, workers=n, variance=truth.variance)
 
 
@@ -1581,6 +2015,9 @@ def calibration(se: SyntheticEngland) -> pd.DataFrame:
     CRY = Card, Rothstein & Yi (2021); ONS subregional productivity (June 2024) and ASHE 2023 from the
     geography kit; BPE = DBT Business Population Estimates.
     """
+    if not isinstance(se, SyntheticEngland):
+        fail(f"calibration: needs a synthetic.SyntheticEngland (from synthetic.england or synthetic.load), got "
+             f"{type(se).__name__}", kind=InputTypeError)
     v = se.truth.variance
     d = geography.districts()
     region = d.set_index("lad")["region"]

@@ -1,96 +1,74 @@
-"""Pytest plugin that runs the book's chapters (jupytext MyST-Markdown notebooks) as tests.
+"""Simulated two-way (AKM) panels for tests, benchmarks and exercises (as ``numpy.testing`` / ``pandas.testing``).
 
-nbval only collects ``.ipynb`` files. Chapters are kept in git as ``.md`` text notebooks, so this plugin
-reads them with :func:`jupytext.read` and hands them to nbval's own notebook collector: nothing is
-written to disk, the kernel runs in the chapter's folder (as in the book build), and a failing cell
-reads ``notebooks/05_x.md::Cell 7`` with its source and traceback. Assertions in cells are the tests.
+A small two-way data-generating process for the unit tests and the benchmarks (``from prosperity.testing import
+simulate``). The book's chapters are collected as tests by ``tests/nbchapters.py``, not by this module.
 
-A chapter whose cells take longer than ``--chapter-timeout`` seconds in total (default 120) fails with
-a final ``chapter time`` item, so slow chapters are caught before they slow the book down.
-
-Use it with ``pytest -p prosperity.testing --nbval-lax --nbval-current-env notebooks``; the repository's
-root ``conftest.py`` loads it already.
+Workers with effects alpha_i ~ N(0, sd_alpha^2) are matched to firms with effects psi_j ~ N(0, sd_psi^2); the
+firm is drawn each time a worker moves (probability ``move`` a year) with sorting: the firm's psi rank follows a
+latent ``rho * z(alpha) + sqrt(1 - rho^2) * noise``. Errors are heteroskedastic (their s.d. rises with the
+firm's psi rank) and independent. Vectorised: a million rows in well under a second.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-import pytest
-from nbval.plugin import IPyNbFile
-
-DEFAULT_CHAPTER_TIMEOUT = 120.0
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("chapters", "executable chapters (jupytext .md)")
-    group.addoption(
-        "--chapter-timeout",
-        action="store",
-        type=float,
-        default=DEFAULT_CHAPTER_TIMEOUT,
-        help="fail a chapter whose cells take longer than this many seconds in total (default 120)",
-    )
+def simulate(n_workers: int = 20_000, years: int = 5, n_firms: int = 2_000, move: float = 0.1,
+             sd_alpha: float = 0.4, sd_psi: float = 0.2, rho: float = 0.5, sd_eps: tuple = (0.15, 0.45),
+             seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    za = rng.standard_normal(n_workers)
+    psi_sorted = np.sort(rng.standard_normal(n_firms)) * sd_psi  # firm j has the j-th smallest psi
+    cols = _workers(rng, za, years, psi_sorted, move, sd_alpha, rho, sd_eps)
+    # shuffle firm labels so ids carry no information
+    perm = rng.permutation(n_firms)
+    cols["firm"] = perm[cols["firm"]]
+    return pd.DataFrame(cols)
 
 
-def _is_text_notebook(path: Path) -> bool:
-    """A MyST-Markdown file with a jupytext header naming a kernel is an executable chapter."""
-    if path.suffix != ".md":
-        return False
-    with open(path, encoding="utf-8") as fh:
-        head = fh.read(2000)
-    return head.startswith("---") and "jupytext" in head and "kernelspec" in head
+def simulate_blocks(n_workers: int, years: int, n_firms: int, block_workers: int = 1_000_000, move: float = 0.1,
+                    sd_alpha: float = 0.4, sd_psi: float = 0.2, rho: float = 0.5, sd_eps: tuple = (0.15, 0.45),
+                    seed: int = 0):
+    """The DGP of :func:`simulate` for panels too large to hold several times over: the same firms for every block
+    of ``block_workers`` workers, independent worker draws per block. Yields DataFrames (worker ids continue
+    across blocks)."""
+    rng_f = np.random.default_rng([seed, 0])
+    psi_sorted = np.sort(rng_f.standard_normal(n_firms)) * sd_psi
+    perm = rng_f.permutation(n_firms)
+    for b, w0 in enumerate(range(0, n_workers, block_workers)):
+        rng = np.random.default_rng([seed, 1, b])
+        za = rng.standard_normal(min(block_workers, n_workers - w0))
+        cols = _workers(rng, za, years, psi_sorted, move, sd_alpha, rho, sd_eps)
+        cols["firm"] = perm[cols["firm"]]
+        cols["worker"] += w0
+        yield pd.DataFrame(cols)
 
 
-def pytest_collect_file(file_path, parent):
-    opt = parent.config.option
-    if not (getattr(opt, "nbval", False) or getattr(opt, "nbval_lax", False)):
-        return None
-    if _is_text_notebook(Path(file_path)):
-        return TextNotebookFile.from_parent(parent, path=file_path)
-    return None
+def _workers(rng, za, years, psi_sorted, move, sd_alpha, rho, sd_eps) -> dict:
+    """Careers of the workers with standardised effects ``za`` (firm codes in psi order)."""
+    n_workers, n_firms = len(za), len(psi_sorted)
+    n = n_workers * years
+    alpha = sd_alpha * za
+    worker = np.repeat(np.arange(n_workers, dtype=np.int64), years)
+    year = np.tile(np.arange(years, dtype=np.int64), n_workers)
+    latent = rho * za[worker] + np.sqrt(1 - rho ** 2) * rng.standard_normal(n)
+    cand = np.minimum((ndtr(latent) * n_firms).astype(np.int64), n_firms - 1)
+    draw = (year == 0) | (rng.random(n) < move)
+    last = np.where(draw, np.arange(n), 0)
+    np.maximum.accumulate(last, out=last)
+    firm = cand[last]
+    sd = sd_eps[0] + (sd_eps[1] - sd_eps[0]) * (firm / max(n_firms - 1, 1))
+    eps = sd * rng.standard_normal(n)
+    y = 1.0 + alpha[worker] + psi_sorted[firm] + eps
+    return {"worker": worker, "firm": firm, "year": year + 2005, "y": y, "alpha_true": alpha[worker],
+            "psi_true": psi_sorted[firm], "eps": eps}
 
 
-class TextNotebookFile(IPyNbFile):
-    """nbval's notebook collector, fed from a jupytext text notebook, plus a total-time check."""
-
-    def collect(self):
-        import jupytext
-        import nbformat
-
-        nb = jupytext.read(str(self.path))
-        # nbval re-reads the file with nbformat inside collect(); give it the converted notebook instead.
-        original_read = nbformat.read
-        try:
-            nbformat.read = lambda *args, **kwargs: nb
-            items = list(super().collect())
-        finally:
-            nbformat.read = original_read
-        yield from items
-        yield ChapterTime.from_parent(self, name="chapter time")
-
-    def setup(self):
-        super().setup()
-        self.started = time.perf_counter()
-
-
-class ChapterTime(pytest.Item):
-    """Fails when the chapter's cells together took longer than the allowed time."""
-
-    def runtest(self):
-        limit = self.config.getoption("chapter_timeout")
-        elapsed = time.perf_counter() - self.parent.started
-        self.user_properties.append(("chapter_seconds", round(elapsed, 1)))
-        if elapsed > limit:
-            raise ChapterTooSlow(f"{self.parent.path.name} took {elapsed:.0f} s (limit {limit:.0f} s)")
-
-    def repr_failure(self, excinfo, style=None):
-        return str(excinfo.value)
-
-    def reportinfo(self):
-        return self.path, None, f"{self.parent.path.name}::chapter time"
-
-
-class ChapterTooSlow(AssertionError):
-    """A chapter exceeded its time budget."""
+def truth(df: pd.DataFrame) -> dict:
+    """True components on the rows of ``df`` (person-year weighted, denominator n)."""
+    a, p = df["alpha_true"].to_numpy(), df["psi_true"].to_numpy()
+    a, p = a - a.mean(), p - p.mean()
+    return {"var_alpha": float(a @ a / len(a)), "var_psi": float(p @ p / len(p)), "cov_alpha_psi": float(a @ p / len(a))}

@@ -1,0 +1,195 @@
+"""The linker on Spark (issue 15): the same rules, ledger, errors and panels as on DuckDB, row for row.
+
+A local-mode session (``local[2]``, two shuffle partitions, UI off, loopback only). pyspark and Java are
+installed by ``make spark``; a missing pyspark or Java fails these tests (never a silent skip)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from prosperity import _io, link, synthetic
+from prosperity.link import LinkError, LinkWarning, build_panel, load_panel
+from prosperity.link.spark import SparkConnection
+from test_link import tiny
+
+KEYS = {"workers": ["piden", "year"], "firms": ["entref", "year"], "sites": ["luref", "year"]}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    s = (SparkSession.builder.master("local[2]").appName("prosperity-tests")
+         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+         .config("spark.sql.shuffle.partitions", "2")
+         .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+         .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+def both(source_fn, spark, **kw):
+    """Link on both engines (``source_fn()`` gives each its own copy of the inputs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinkWarning)
+        return build_panel(source_fn(), **kw), build_panel(source_fn(), engine="spark", spark=spark, **kw)
+
+
+def assert_same(a, b):
+    """Every panel identical (sorted by its keys, compared exactly, dtypes included) and the same ledger."""
+    for name in ("workers", "firms", "places", "sites"):
+        x, y = getattr(a, name), getattr(b, name)
+        if name in KEYS:
+            x, y = (t.sort_values(KEYS[name]).reset_index(drop=True) for t in (x, y))
+        pd.testing.assert_frame_equal(x, y, check_exact=True, obj=name)
+    pd.testing.assert_frame_equal(a.ledger, b.ledger, check_exact=True, obj="ledger")
+
+
+def test_workshop_england_is_the_same_panel_on_both_engines(spark):
+    world = synthetic.england(size="workshop", seed=0)
+    a, b = both(lambda: world, spark)
+    assert len(a.workers) > 100_000
+    assert_same(a, b)
+
+
+@pytest.mark.parametrize("kw", [dict(trim=None, full_time_only=True), dict(trim={"min": 5.0}, pay="weekly")])
+def test_options_give_the_same_panel(spark, kw):
+    assert_same(*both(tiny, spark, **kw))
+
+
+def ties() -> dict:
+    """The tiny England with a tie at each window rule: two main-job candidates of equal pay (the smaller luref
+    wins), two enterprise rows re-keyed to one enterprise-year with equal employment (the smaller old entref
+    wins), and two equally large sites of one enterprise (the smaller luref is the head office)."""
+    d = tiny()
+    jobs = d["jobs"]
+    extra = jobs.iloc[[0]].assign(luref=200, entref=20, hours=37.5)  # same pay as the main job at luref 100
+    d["jobs"] = pd.concat([extra, jobs], ignore_index=True).astype({"entref": "Int64", "luref": "Int64"})
+    ent = d["enterprises"]
+    d["enterprises"] = pd.concat([ent, ent[(ent.entref == 11)].assign(entref=12, turnover=1.0)],
+                                 ignore_index=True)
+    lu = d["local_units"]
+    d["local_units"] = lu.assign(employment=np.where(lu.luref == 201, 20, lu.employment))
+    return d
+
+
+def test_ties_resolve_the_same_way_on_both_engines(spark):
+    a, b = both(ties, spark, trim=None)
+    assert_same(a, b)
+    w = a.workers.set_index(["piden", "year"])
+    assert w.loc[(1, 2018), "luref"] == 100  # the tie on pay goes to the smaller luref
+    firms = a.firms.set_index(["entref", "year"])
+    assert firms.loc[(13, 2018), "turnover"] == 5e4  # equal employment: the row of the smaller old entref (11)
+    assert firms.loc[(20, 2018), "hq_luref"] == 200  # equal employment: the smaller luref
+
+
+def _mutations():
+    """Bad inputs of tests/test_hostile_link.py that raise a LinkError (name, tables, options)."""
+    def m(fn, **kw):
+        d = tiny()
+        fn(d)
+        return d, kw
+
+    def dup_pc(d):
+        d["postcode_lookup"] = pd.concat([d["postcode_lookup"], d["postcode_lookup"].iloc[[0]].assign(
+            postcode="aa11aa")], ignore_index=True)
+
+    def mixed(d):
+        d["jobs"] = d["jobs"].astype({"piden": object})
+        d["jobs"].loc[2, "piden"] = "1"
+
+    def string_ids(d):
+        d["jobs"] = d["jobs"].assign(piden=lambda t: "P" + t["piden"].astype(str))
+
+    return {
+        "empty local_units": m(lambda d: d.update(local_units=d["local_units"].iloc[:0])),
+        "empty cpi": m(lambda d: d.update(cpi=d["cpi"].iloc[:0])),
+        "jobs without columns": m(lambda d: d.update(jobs=pd.DataFrame())),
+        "jobs without rows": m(lambda d: d.update(jobs=d["jobs"].iloc[:0])),
+        "bad trim": m(lambda d: None, trim={"min": 20.0, "max": 10.0}),
+        "duplicated column": m(lambda d: d.update(jobs=pd.concat([d["jobs"], d["jobs"][["gpay"]]], axis=1))),
+        "string ids with the ASHE rule": m(string_ids, sample="ashe"),
+        "an ASHE rule that is not a condition": m(string_ids, sample="ashe", ashe_rule="piden % 7"),
+        "mixed id types": m(mixed),
+        "infinite CPI": m(lambda d: d.update(cpi=d["cpi"].assign(cpih=[np.inf, 107.1]))),
+        "postcodes colliding once normalised": m(dup_pc),
+        "not Parquet": m(lambda d: d.update(cpi=Path(__file__))),
+        "a cycle of continuity": m(lambda d: d.update(entref_continuity=pd.DataFrame(
+            {"old_entref": [11, 12, 13], "new_entref": [12, 13, 11], "year": [2019, 2019, 2019]}))),
+        "years outside the data": m(lambda d: None, years=(2030, 2031)),
+        "a bad SQL mapping": m(lambda d: None, columns={"jobs": {"gpay": "gpay +* 2"}}),
+        "a missing column": m(lambda d: d.update(jobs=d["jobs"].drop(columns="hours"))),
+    }
+
+
+MUTATIONS = _mutations()
+
+
+@pytest.mark.parametrize("case", list(MUTATIONS))
+def test_bad_inputs_raise_the_same_error_on_spark(spark, case):
+    tables, kw = MUTATIONS[case]
+    errors = []
+    for engine_kw in ({}, dict(engine="spark", spark=spark)):
+        with pytest.raises(LinkError) as e, warnings.catch_warnings():
+            warnings.simplefilter("ignore", LinkWarning)
+            build_panel(dict(tables), **kw, **engine_kw)
+        errors.append(e.value)
+    a, b = errors
+    assert (a.table, a.column, a.ids) == (b.table, b.column, b.ids)
+    assert stable(str(a)) == stable(str(b))
+
+
+def stable(msg: str) -> str:
+    """The message without the engine's own error text (DuckDB's or Spark's), which some messages end with."""
+    for cut in (" as Parquet (", " on the jobs: ", " column mapping: "):
+        if cut in msg:
+            return msg.split(cut)[0] + cut
+    return msg
+
+
+def test_parquet_paths_spark_tables_and_the_output_folder(spark, tmp_path):
+    d = tiny()
+    paths = {}
+    for name, t in d.items():
+        paths[name] = tmp_path / "src" / f"{name}.parquet"
+        paths[name].parent.mkdir(exist_ok=True)
+        t.to_parquet(paths[name], index=False)
+    from_spark = {name: spark.read.parquet(str(p)) for name, p in paths.items()}  # as spark.table("db.jobs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinkWarning)
+        ref = build_panel(d, trim=None)
+        on_disk = build_panel(paths, trim=None, engine="spark", spark=spark, output=tmp_path / "out")
+        tables = build_panel(from_spark, trim=None, engine="spark", spark=spark)
+    assert_same(ref, tables)
+    assert on_disk.workers is None
+    _io.verify(tmp_path / "out", link.PANEL_KIND)
+    assert_same(ref, load_panel(tmp_path / "out"))
+
+
+def test_transpiled_statements_use_no_duckdb_only_syntax(spark):
+    con = SparkConnection(spark)
+    con.register("t", pd.DataFrame({"a": [1], "b": [2.0], "c": ["x"]}))
+    q = con.transpile("SELECT * EXCLUDE (b), isfinite(b) AS f, quantile_cont(b, 0.5) AS m FROM t "
+                      "GROUP BY ALL ORDER BY a DESC, c")
+    assert "EXCLUDE" not in q.upper() and "ISFINITE" not in q.upper() and "PERCENTILE(" in q.upper()
+    assert "NULLS LAST" in q.upper()  # DuckDB's default NULL order made explicit
+    assert con.execute("SELECT * EXCLUDE (b) FROM t").fetchall() == [(1, "x")]
+    assert con.execute("SELECT isfinite(b), isfinite(CAST('Infinity' AS DOUBLE)), isfinite(CAST('NaN' AS DOUBLE)) "
+                       "FROM t").fetchone() == (True, False, False)
+    con.close()
+    assert not spark.catalog.tableExists("t")
+
+
+def test_engine_is_checked():
+    with pytest.raises(ValueError, match="engine"):
+        build_panel(tiny(), engine="polars")
+    with pytest.raises(ValueError, match="SparkSession"):
+        build_panel(tiny(), engine="spark")
