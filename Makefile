@@ -49,7 +49,7 @@ book: $(STAMP)
 ## make test: unit tests, every chapter through nbval, a strict clean build of the book, the participants' pack.
 test: unit chapters book-strict pack
 
-unit: $(STAMP)
+unit: $(STAMP) $(SPARK_STAMP) browser
 	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q -m "not pack"
 
 ## make pack: the participants' notebooks (rendered from the book build's executed chapters) run cell by cell.

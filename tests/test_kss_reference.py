@@ -171,7 +171,7 @@ def test_jla_unbiased_against_exact_across_seeds(monkeypatch):
         return mean_se(np.array(out))
 
     m1, se1 = weight_bias()
-    assert np.all(np.abs(m1) < se1), (m1, se1)  # measured: -2.3e-5 (s.e. 6.7e-5)
+    assert np.all(np.abs(m1) < se1), (m1, se1)  # measured: -2.2e-5 (s.e. 6.8e-5); ~440 of 950 recomputed
     monkeypatch.setattr(variance, "_jla_fix", lambda P, V: np.ones_like(P))
     monkeypatch.setattr(variance, "_JLA_EXACT_SCORE", np.inf)
     m0, se0 = weight_bias()  # the plain JLA leverages (version 0.3): bias terms too large, variances too small

@@ -105,6 +105,19 @@ def _check_keys(df: pd.DataFrame, key: str, column: str, known: set, what: str) 
     return df.set_index(key)[column]
 
 
+def _finish_map(ax, norm, cmap_obj, title, colorbar, label):
+    """The common end of the district maps: equal aspect, no axes, title and colour bar."""
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap_obj)
+        cb = ax.figure.colorbar(sm, ax=ax, shrink=0.6, pad=0.01)
+        cb.set_label(label)
+    return ax
+
+
 def hexmap(
     df: pd.DataFrame,
     column: str,
@@ -142,15 +155,7 @@ def hexmap(
     ax.add_collection(coll)
     ax.set_xlim(x.min() - 1, x.max() + 1)
     ax.set_ylim(y.min() - 1, y.max() + 1)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    if title:
-        ax.set_title(title)
-    if colorbar:
-        sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap_obj)
-        cb = ax.figure.colorbar(sm, ax=ax, shrink=0.6, pad=0.01)
-        cb.set_label(label or column)
-    return ax
+    return _finish_map(ax, norm, cmap_obj, title, colorbar, label or column)
 
 
 def choropleth(
@@ -182,15 +187,7 @@ def choropleth(
     if missing.any():
         gdf[missing].plot(ax=ax, color="0.88", linewidth=0.1, edgecolor="white")
     gdf[~missing].plot(ax=ax, column="value", cmap=cmap_obj, norm=norm, linewidth=0.1, edgecolor="white")
-    ax.set_aspect("equal")
-    ax.axis("off")
-    if title:
-        ax.set_title(title)
-    if colorbar:
-        sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap_obj)
-        cb = ax.figure.colorbar(sm, ax=ax, shrink=0.6, pad=0.01)
-        cb.set_label(label or column)
-    return ax
+    return _finish_map(ax, norm, cmap_obj, title, colorbar, label or column)
 
 
 def component_bars(

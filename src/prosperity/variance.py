@@ -50,8 +50,8 @@ corrected component is reported in ``mc_se`` (the noise of the leverages themsel
 ``sigma_l^2``, is not included in it). ``1 / (1 - P_hat)`` is biased upwards even when ``P_hat`` is unbiased, so
 (i) the leverages whose ``1 / (1 - P)`` has a relative Monte Carlo variance above 0.3% (for the unit left out: a
 person-year, or a match left out whole; judged on an independent pilot of ``draws // 10`` draws) are recomputed
-exactly, the worst ``jla_exact`` = 1000 at most (single-precision
-solves to 1e-6), as pytwoway recomputes its JLA leverages above 0.98; (ii) the others get the non-linear correction of Di Addario, Kline, Saggio and Solvsten (2023,
+exactly, the worst ``jla_exact`` = 1000 at most (single-precision solves to 1e-6), as pytwoway recomputes its
+JLA leverages above 0.98; (ii) the others get the non-linear correction of Di Addario, Kline, Saggio and Solvsten (2023,
 *J. Econometrics* 235(2)) used by LeaveOutTwoWay, ``sigma_l^2 (1 - V_l / (1 - P_l)^2)``, with the Monte Carlo
 variance ``V_l`` of each leverage estimated from its draws (:func:`_jla_fix`). On a low-mobility test panel
 (``tests/test_kss_reference.py``; 30 seeds) the bias of the JLA bias term fell from 0.0025 (3.3 Monte Carlo s.e.)
@@ -861,8 +861,8 @@ def decompose(result, method: str = "plugin", leave_out: str | None = None, leve
         (exact up to ``exact_max_firms`` firms).
     draws : JLA Rademacher draws for the leverages ``P_ll`` (200 as LeaveOutTwoWay). ``seed``: their seed.
     jla_exact : under JLA, how many of the noisiest leverages (relative Monte Carlo variance of ``1 / (1 - P)``
-        above 0.3%, for the unit left out) are recomputed exactly, worst first (default 1000; 0 turns it off). Each costs one firm-sized
-        single-precision solve; ``details["exact_leverages"]`` reports the number.
+        above 0.3%, for the unit left out) are recomputed exactly, worst first (default 1000; 0 turns it off).
+        Each costs one firm-sized single-precision solve; ``details["exact_leverages"]`` reports the number.
     trace_draws : with ``leverage="jla"``, Rademacher draws of the Hutchinson estimate of the bias term
         ``sum_l B_ll sigma_l^2`` (two weighted AKM solves per draw give all three components); its Monte Carlo
         standard errors are reported in ``mc_se``. ``"auto"`` (default) draws until every component's Monte Carlo

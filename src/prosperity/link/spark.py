@@ -62,11 +62,12 @@ except ImportError as _exc:  # pragma: no cover - the spark extra is missing
     raise ImportError("engine='spark' needs the spark extra: pip install 'prosperity[spark]' "
                       "(or make spark)") from _exc
 
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame as SparkDataFrame
 
 #: Errors of a statement the linker catches to raise a :class:`LinkError` (as ``duckdb.Error`` on DuckDB).
-SQL_ERRORS = (PySparkException, sqlglot.errors.SqlglotError)
+SQL_ERRORS = (PySparkException, Py4JJavaError, sqlglot.errors.SqlglotError)  # Py4J: e.g. a bad Parquet footer
 
 _DUCKDB_TYPES = {"bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT",
                  "double": "DOUBLE", "float": "FLOAT", "string": "VARCHAR", "boolean": "BOOLEAN",
