@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB := $(BIN)/jupyter-book
 
-.PHONY: book test unit chapters book-strict pack setup lab clean bench workshop wheelhouse check-offline
+.PHONY: book test unit chapters book-strict pack test-spark setup lab clean bench workshop wheelhouse check-offline
 
 # Create the virtual environment if missing, install the pinned requirements and the package (editable).
 $(STAMP): requirements.txt pyproject.toml
@@ -50,7 +50,12 @@ book: $(STAMP)
 test: unit chapters book-strict pack
 
 unit: $(STAMP) $(SPARK_STAMP) browser
-	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q -m "not pack"
+	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q -m "not pack" --ignore=tests/test_spark.py
+
+## make test-spark: the linker on Spark local mode against DuckDB (issue 15: not yet in make test; about 10 minutes
+## on 2 cores, and firms.mean_lhw still differs in 0.03% of rows).
+test-spark: $(SPARK_STAMP)
+	$(BIN)/python -m pytest tests/test_spark.py -q
 
 ## make pack: the participants' notebooks (rendered from the book build's executed chapters) run cell by cell.
 pack: $(STAMP)

@@ -353,6 +353,8 @@ def image_attachments(cell) -> int:
 
 
 def _page_context(app, pagename, templatename, context, doctree):
+    if not pagename.startswith("notebooks/"):  # the chapters; executable reference pages stay HTML only
+        return
     src = Path(app.srcdir) / f"{pagename}.md"
     executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
     if not (src.exists() and executed.exists()):

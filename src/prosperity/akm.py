@@ -176,8 +176,9 @@ class MultiwayResult(Result):
         residual of the normal equations), ``converged``, ``n_unidentified`` (levels of the other effects
         that appear only with a single-row level of the first effect, whose value is set to 0), ``seconds``.
     n_obs, r2, rmse : fit statistics (R^2 of the full model, root mean squared residual).
-    table : all effects stacked, columns ``effect_set, id, effect, n_obs`` (a property, built on demand;
-        ``to_frame()`` returns it).
+
+    The main table (property ``table``, built on demand; ``to_frame()`` returns a copy) stacks all effects:
+    columns ``effect_set, id, effect, n_obs``.
     """
 
     y: str
@@ -365,7 +366,9 @@ class AKMResult(Result):
     diagnostics : solver diagnostics (backend, iterations, relative residual, converged, seconds).
     n_obs, r2, rmse : fit statistics on the estimation sample; ``n_params`` the number of free parameters.
     names : dict with the column names used (``y, worker, firm, time, controls``).
-    table : the estimation sample, one row per observation (a property built on demand; see :attr:`table`).
+
+    The main table (property ``table``, built on demand; ``to_frame()`` returns a copy) is the estimation sample,
+    one row per observation.
     """
 
     worker_effects: pd.DataFrame = field(repr=False)

@@ -1435,12 +1435,11 @@ _BSD = ("UK Data Service SN 6697 catalogue record and the ERC BSD dataset page: 
         "employment, turnover, foreign ownership, SIC, birth and death years, postcodes of enterprises and local units")
 _UNVERIFIED = "unverified: searched the ONS LEED blog, the ESCoE LEED pages and HMRC's RTI data-item guidance"
 
-#: Every column of the PAYE RTI format's own tables: ``{table: {column: (kind, meaning, real variable,
-#: status)}}``. ``kind`` as in ``link.TABLE_COLUMNS`` (id, int, num, str, bool, any); ``status``: ``"S"`` the
-#: concept is documented in the cited public source (the column name in an ONS extract may still differ),
-#: ``"U"`` unverified (with what was searched). The other tables (``local_units``, ``accounts``,
-#: ``postcode_lookup``, ``entref_continuity``, ``place_characteristics``, ``cpi``) are those of the ASHE format;
-#: ``enterprises`` gains ``postcode``.
+#: Every column of the PAYE RTI format's own tables, as a dict of tables, each a dict of columns mapping to
+#: (kind, meaning, real variable, status). Kinds as in ``link.TABLE_COLUMNS`` (id, int, num, str, bool, any).
+#: Status "S": the concept is documented in the cited public source (the column name in an ONS extract may still
+#: differ); "U": unverified (with what was searched). The other tables (local units, accounts, postcode lookup,
+#: enterprise continuity, place characteristics, cpi) are those of the ASHE format; enterprises gain a postcode.
 RTI_COLUMNS: dict[str, dict[str, tuple[str, str, str, str]]] = {
     "pay_periods": {
         "person_id": ("id", "employee (person) identifier, stable over years and employers; the same value as "

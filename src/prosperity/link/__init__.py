@@ -85,10 +85,12 @@ from __future__ import annotations
 
 from .core import PANEL_KIND, LinkedData, LinkError, LinkWarning, build_panel, load_panel, normalise_postcode_sql
 from .rules import RULES, Rule
+from .extract import ExtractCheck, check_extract
 from .schema import DERIVED_COLUMNS, REAL_DATA_COLUMNS, TABLE_COLUMNS, real_data_columns, real_data_mapping
 
 __all__ = [
     "DERIVED_COLUMNS",
+    "ExtractCheck",
     "LinkError",
     "LinkWarning",
     "LinkedData",
@@ -98,6 +100,7 @@ __all__ = [
     "Rule",
     "TABLE_COLUMNS",
     "build_panel",
+    "check_extract",
     "load_panel",
     "normalise_postcode_sql",
     "real_data_columns",
