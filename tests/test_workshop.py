@@ -154,19 +154,9 @@ def test_book_chapters_strip_cleanly():
         assert after == before, p.name
 
 
-GLUED = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-    format_version: 0.13
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
+HEADER = CHAPTER[:CHAPTER.index("(ch-test)=")]  # the jupytext front matter of a chapter
 
-(ch-glued)=
+GLUED = HEADER + """(ch-glued)=
 # A chapter with glued numbers
 
 ```{code-cell} ipython3

@@ -310,7 +310,7 @@ def district_explorer(decomposition, *, component: str = "gap", corrected: bool 
     comp = Select(title="Colour by", value=component, name="component",
                   options=[(c, COMPONENT_LABELS[c]) for c in _PARTS], width=int(200 * scale))
     mode = RadioButtonGroup(labels=["plug-in", "corrected"][:len(modes)], active=len(modes) - 1, name="mode")
-    search = AutocompleteInput(title="Find a district", placeholder="type a district name",
+    search = AutocompleteInput(title="Find a district (type its name)",
                                completions=sorted(d["lad_name"].tolist()), case_sensitive=False,
                                min_characters=2, name="search", width=int(240 * scale))
     refresh = CustomJS(args=dict(src=src, bars=bars, info=info, comp=comp, mode=mode, mapper=mapper, modes=modes,
