@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "InputError", "MissingColumnError", "InputTypeError", "fail", "as_list", "first_ids",
+    "InputError", "MissingColumnError", "InputTypeError", "fail", "as_list", "first_ids", "plain",
     "require_frame", "require_columns", "require_complete", "require_numeric", "require_positive",
     "require_unique", "require_one_type", "require_rows", "require_choice",
 ]
@@ -31,8 +31,13 @@ __all__ = [
 N_IDS = 5  # how many offending ids an error message shows
 
 
+def plain(xs) -> list:
+    """Values as plain Python objects for messages (``'L5'``, not ``np.str_('L5')``)."""
+    return [x.item() if isinstance(x, np.generic) else x for x in xs]
+
+
 def _fmt_ids(ids: Sequence, id_name: str | None) -> str:
-    shown = [i.item() if isinstance(i, np.generic) else i for i in list(ids)[:N_IDS]]
+    shown = plain(list(ids)[:N_IDS])
     name = id_name or "row"
     return f" (e.g. {name} {shown})"
 

@@ -99,7 +99,7 @@ def gather(decomposition, region: str, *, levers: policy.Levers | None = None, w
     """The numbers of one place's brief (step 1): see the module docstring. Arguments as :func:`region_brief`."""
     frame, level = policy._decomposition_frame(decomposition, None, counts=True)
     if region not in set(frame[level]):
-        _checks.fail(f"no {level} {region!r}; its {level} values include {policy._plain(frame[level].head(10))}",
+        _checks.fail(f"no {level} {region!r}; its {level} values include {_checks.plain(frame[level].head(10))}",
                      "decomposition", level, kind=_checks.MissingColumnError)
     if names is None:
         names = geography.region_short_names() if level == "region" else {}

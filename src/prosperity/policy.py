@@ -85,11 +85,6 @@ LEVERS = {
 # input checks
 
 
-def _plain(xs) -> list:
-    """Ids as plain Python values for error messages (no ``np.str_('L5')``)."""
-    return [x.item() if isinstance(x, np.generic) else x for x in xs]
-
-
 def _main_table(result, what: str) -> pd.DataFrame | None:
     """The main table of a result (``table``, or ``frame`` for results written before 0.2.0), else ``None``."""
     for attr in ("table", "frame"):
@@ -328,7 +323,7 @@ def place_channels(decomposition, regression, characteristics: pd.DataFrame, *, 
     zw = z.reindex(w["_district"].to_numpy())
     na = zw.isna().any(axis=1).to_numpy()
     if na.any():
-        bad = _plain(pd.unique(w.loc[na, "_district"])[:5])
+        bad = _checks.plain(pd.unique(w.loc[na, "_district"])[:5])
         _checks.fail(f"no values of {covs} for {int(len(pd.unique(w.loc[na, '_district'])))} district(s) of the "
                      "decomposition", "characteristics", district, bad, district)
     n = w["n_obs"].to_numpy(dtype=float)
@@ -338,7 +333,7 @@ def place_channels(decomposition, regression, characteristics: pd.DataFrame, *, 
            .groupby("_p", sort=False).sum())
     zbar = tot[covs].div(tot["_n"], axis=0)
     fr = frame.set_index(level)
-    absent = _plain(p for p in fr.index if p not in zbar.index)
+    absent = _checks.plain(p for p in fr.index if p not in zbar.index)
     if absent:
         _checks.fail(f"no person-years for {len(absent)} {level}(s) of the decomposition", "district_weights", level,
                      absent, level)
@@ -348,7 +343,7 @@ def place_channels(decomposition, regression, characteristics: pd.DataFrame, *, 
     if len(off):
         _checks.fail(f"person-years by district do not add up to the decomposition's n_obs for {len(off)} {level}(s); "
                      "use the estimation rows the decomposition was built on", "district_weights", "n_obs",
-                     _plain(fr.index[off]), level)
+                     _checks.plain(fr.index[off]), level)
     dz = zbar.to_numpy() - nat[None, :]
     est = coef.loc[covs, "estimate"].to_numpy(dtype=float)
     contrib = dz * est[None, :]
