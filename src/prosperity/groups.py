@@ -33,6 +33,7 @@ data and reports firm-class agreement (:func:`adjusted_rand_index`), the shares 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -457,7 +458,11 @@ class BLMResult(GroupDecomposition):
     part and the within-cell variance). ``loglik`` (movers' log-likelihood, summed, of the best start),
     ``iterations``, ``converged``; ``starts`` (one row per start: ``start, loglik, iterations, converged``);
     ``stayers_loglik``; ``pk_movers`` (K*K x L: type shares of movers by pair of classes, row ``k1 * K + k2``),
-    ``pk_stayers`` (K x L); and the fields of :class:`GroupDecomposition`."""
+    ``pk_stayers`` (K x L); ``degenerate_cells`` (how many of the 2 L K wage s.d.s ``s1, s2`` ended at the floor
+    ``sd_min``: a Gaussian mixture's likelihood is unbounded as a component's variance goes to zero, and EM on
+    few movers can find such a spike; the likelihoods, and the stayers' fit at those parameters, are then not
+    comparable across samples and the decomposition should not be trusted); and the fields of
+    :class:`GroupDecomposition`."""
 
     loglik: float
     iterations: int
@@ -466,14 +471,19 @@ class BLMResult(GroupDecomposition):
     stayers_loglik: float
     pk_movers: np.ndarray
     pk_stayers: np.ndarray
+    degenerate_cells: int = 0
 
     def summary(self) -> str:
         L = self.pk_stayers.shape[1]
         ok = int(self.starts["converged"].sum())
-        return (f"Static BLM (Bonhomme, Lamadon and Manresa 2019): {L} worker types x " + super().summary()
+        text = (f"Static BLM (Bonhomme, Lamadon and Manresa 2019): {L} worker types x " + super().summary()
                 + f"\n  EM on movers: log-likelihood {self.loglik:.2f} after {self.iterations} iterations "
                 f"({'converged' if self.converged else 'NOT converged'}); best of {len(self.starts)} starts "
                 f"({ok} converged); stayers' log-likelihood {self.stayers_loglik:.2f}")
+        if self.degenerate_cells:
+            text += (f"\n  WARNING: {self.degenerate_cells} wage s.d.(s) at the floor sd_min (a degenerate mixture "
+                     f"component): fewer types or classes, or more movers, are needed")
+        return text
 
 
 def blm(data, y: str = "y", worker: str = "worker", firm: str = "firm", time: str = "year",
@@ -569,9 +579,17 @@ def blm(data, y: str = "y", worker: str = "worker", firm: str = "firm", time: st
     table = pd.DataFrame({"type": np.repeat(np.arange(L), K), "cls": np.tile(np.arange(K), L),
                           "a1": A1.ravel(), "s1": S1.ravel(), "a2": A2.ravel(), "s2": S2.ravel(), "share": w,
                           "alpha": al, "psi": ps})
+    floor = sd_min * (1 + 1e-9)
+    degenerate = int((S1 <= floor).sum() + (S2 <= floor).sum())
+    if degenerate:
+        warnings.warn(f"blm: {degenerate} of the {2 * L * K} wage s.d.s ended at the floor sd_min={sd_min:g} (a "
+                      f"degenerate mixture component fitted on {int(mv.sum()):,} movers); the likelihoods and "
+                      f"the decomposition are not reliable: use fewer types or classes", RuntimeWarning,
+                      stacklevel=2)
     return BLMResult(table=table, decomposition=dec, loglik=float(liks[-1] * len(y1)), iterations=int(iters),
                      converged=bool(conv), starts=starts, stayers_loglik=sll, pk_movers=pk, pk_stayers=pk0,
-                     classes=cl, n_movers=int(mv.sum()), n_stayers=int((~mv).sum()))
+                     classes=cl, n_movers=int(mv.sum()), n_stayers=int((~mv).sum()),
+                     degenerate_cells=degenerate)
 
 
 # --------------------------------------------------------------------------------------------------- CRE
