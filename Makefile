@@ -46,20 +46,21 @@ book: $(STAMP)
 	$(JB) build . --keep-going
 	@echo "Open _build/html/index.html"
 
-## make test: unit tests, every chapter through nbval, a strict clean build of the book, the participants' pack.
-test: unit chapters book-strict pack
+## make test: unit tests (Spark's included), a strict clean build of the book (it executes every chapter: a cell
+## that raises fails it), then the participants' pack and each chapter's execution time from the build's records.
+## `make chapters` runs the chapters cell by cell through nbval, to read a failure cell by cell.
+test: unit book-strict pack
 
 unit: $(STAMP) $(SPARK_STAMP) browser
-	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q -m "not pack" --ignore=tests/test_spark.py
+	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q -m "not pack"
 
-## make test-spark: the linker on Spark local mode against DuckDB (issue 15: not yet in make test; about 10 minutes
-## on 2 cores, and firms.mean_lhw still differs in 0.03% of rows).
+## make test-spark: only the Spark tests (the linker and AKM on Spark local mode against DuckDB; part of make unit).
 test-spark: $(SPARK_STAMP)
-	$(BIN)/python -m pytest tests/test_spark.py -q
+	$(BIN)/python -m pytest tests/test_spark.py tests/test_akm_spark.py -q
 
 ## make pack: the participants' notebooks (rendered from the book build's executed chapters) run cell by cell.
 pack: $(STAMP)
-	$(BIN)/python -m pytest tests/test_pack.py -q -m pack
+	$(BIN)/python -m pytest tests/test_chapter_times.py tests/test_pack.py -q -m pack
 
 chapters: $(STAMP)
 	$(BIN)/python -m pytest notebooks -q --nbval-lax --nbval-current-env

@@ -13,6 +13,12 @@ Steps
 - ``ours_kss``: ``AKMResult.decompose("kss", leverage="jla", draws=200)`` on the leave-one-out set (the fit on
   that set is timed separately as ``ours_fit_loo`` and excluded).
 - ``ours_kss_se``: the same with standard errors and 95% intervals (``se=True``; KSS q = 0).
+- ``ours_kss_match``: ``decompose("kss", leverage="jla", draws=200)`` on the leave-match-out set
+  (``connected="leave_one_out", leave_out="match"``; the fit excluded): movers' matches left out whole, so more
+  leverages near 1 and exact recomputations (``exact_leverages``; ``pilot_draws``: the draws of the pilot that
+  chose them).
+- ``ours_fit_collapsed``: ``akm.fit(..., connected="leave_one_out", collapse="matches")``: the same sample and
+  effects as ``ours_fit_loo``, fitted on worker-firm match means with person-year weights.
 - ``pf_lsmr``: ``pf.feols("y ~ 1 | w + f", demeaner=pf.LsmrDemeaner())`` then ``fixef()`` (pyfixest's fastest).
 - ``pf_default``: the same with pyfixest's default demeaner.
 - ``tw_loo``: pytwoway 0.3.21 / bipartitepandas ``clean(connectedness="leave_out_observation")``.
@@ -50,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = Path("/tmp/bench_akm")
 BLOCKS_FROM = 20_000_000  # larger panels are simulated in blocks of workers (prosperity.testing.simulate_blocks)
-OURS = ["ours_fit", "ours_loo", "ours_fit_loo", "ours_kss", "ours_kss_se"]
+OURS = ["ours_fit", "ours_loo", "ours_fit_loo", "ours_kss", "ours_kss_se", "ours_kss_match", "ours_fit_collapsed"]
 PYFIXEST = ["pf_lsmr", "pf_default"]
 PYTWOWAY = ["tw_fit", "tw_loo", "tw_kss"]
 
@@ -146,7 +152,7 @@ def run_step(step: str, rows: int) -> dict:
         import pandas as pd
 
         sys.path.insert(0, str(ROOT / "src"))
-        if step in ("ours_loo", "ours_fit_loo", "ours_kss"):
+        if step in ("ours_loo", "ours_fit_loo", "ours_kss", "ours_kss_match", "ours_fit_collapsed"):
             # the leave-one-out set uses igraph (which loads matplotlib): imported before timing, as pytwoway
             # imports it at import time. The plug-in fit on the largest connected set never loads it.
             import igraph  # noqa: F401
@@ -162,6 +168,17 @@ def run_step(step: str, rows: int) -> dict:
             out.update(kept_rows=int(len(cs.data)))
         elif step == "ours_fit_loo":
             r = akm.fit(df, "y", "w", "f", connected="leave_one_out")
+        elif step == "ours_fit_collapsed":
+            r = akm.fit(df, "y", "w", "f", connected="leave_one_out", collapse="matches")
+            out.update(matches=r.diagnostics["matches"])
+        elif step == "ours_kss_match":
+            r = akm.fit(df, "y", "w", "f", connected="leave_one_out", leave_out="match")
+            t0, c0 = time.perf_counter(), _cpu()
+            d = r.decompose("kss", leverage="jla", draws=200)
+            info = r._cache[next(k for k in r._cache if k[0] == "jla")][1]
+            out.update({"var(psi)_kss": d.var_psi, "mc_se": d.mc_se["var_psi"],
+                        "exact_leverages": d.details["exact_leverages"], "pilot_draws": info.get("pilot_draws"),
+                        "trace_draws": d.details["trace_draws"]})
         elif step in ("ours_kss", "ours_kss_se"):
             r = akm.fit(df, "y", "w", "f", connected="leave_one_out")
             t0, c0 = time.perf_counter(), _cpu()

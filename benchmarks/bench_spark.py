@@ -1,7 +1,9 @@
 """Benchmark of the linker on its two engines: DuckDB (embedded) vs Spark local mode (issue 15).
 
 The synthetic England of each size is written once to Parquet; each engine then links the same Parquet files in
-its own Python process (``build_panel(dir, output=..., engine=...)``), so the peak memory of a run is its own:
+its own Python process (``build_panel(dir, output=..., engine=...)``) and fits AKM on the panel it wrote
+(``akm.fit`` on DuckDB's side, ``akm_spark.fit`` on Spark's: ``akm_s``, and the largest difference of the firm
+effects between the two), so the peak memory of a run is its own:
 ``ru_maxrss`` of the Python process, plus for Spark the high-water mark (``VmHWM``) of the JVM, which in local
 mode is the driver and the executors at once. Spark's time includes starting the session (reported apart). The
 panels written by the two engines are then read back and compared exactly (sorted), with the ledgers.
@@ -67,7 +69,22 @@ def child(engine: str, src: str, out: str) -> dict:
     t1 = time.perf_counter()
     ld = link.build_panel(src, output=out, **kw)
     t2 = time.perf_counter()
-    res = dict(engine=engine, start_s=round(t1 - t0, 1), link_s=round(t2 - t1, 1),
+    # AKM on the linked panel, on the same engine: akm.fit (sparse) or akm_spark.fit (statistics on Spark)
+    if engine == "spark":
+        from prosperity import akm_spark
+
+        fit = akm_spark.fit(spark.read.parquet(str(Path(out) / "workers.parquet")), "lhw", "piden", "entref")
+        akm_extra = dict(akm_matches=fit.diagnostics["matches"], akm_nonzeros=fit.diagnostics["nonzeros"])
+    else:
+        from prosperity import akm
+
+        fit = akm.fit(pd.read_parquet(Path(out) / "workers.parquet", columns=["piden", "entref", "lhw"]), "lhw",
+                      "piden", "entref")
+        akm_extra = {}
+    fit.firm_effects.to_parquet(str(out) + "_psi.parquet", index=False)
+    t3 = time.perf_counter()
+    res = dict(engine=engine, start_s=round(t1 - t0, 1), link_s=round(t2 - t1, 1), akm_s=round(t3 - t2, 1),
+               **akm_extra,
                workers=int(ld.ledger[ld.ledger["table"] == "jobs"]["rows_out"].iloc[-1]),
                raw_jobs=int(ld.ledger[ld.ledger["table"] == "jobs"]["rows_in"].iloc[0]),
                python_peak_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
@@ -113,6 +130,10 @@ def main():
                 rows.append({"size": size, **r})
                 print(rows[-1], flush=True)
             rows[-1]["identical"] = rows[-2]["identical"] = identical(outs["duckdb"], outs["spark"])
+            psi = [pd.read_parquet(str(outs[e]) + "_psi.parquet") for e in ("duckdb", "spark")]
+            same_firms = psi[0]["entref"].tolist() == psi[1]["entref"].tolist()
+            rows[-1]["akm_max_psi_diff"] = rows[-2]["akm_max_psi_diff"] = (
+                float((psi[0]["psi"] - psi[1]["psi"]).abs().max()) if same_firms else float("nan"))
     table = pd.DataFrame(rows)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     import pyspark
@@ -121,9 +142,10 @@ def main():
             f"({platform.machine()}, shared 2-core machine, other jobs running), `nice -n 10`, pyspark "
             f"{pyspark.__version__} `{SESSION['master']}` ({SESSION['shuffle_partitions']} shuffle partitions), "
             "synthetic England seed 0 read from Parquet, panels written with `output=`. `start_s`: Spark session "
-            "start; `link_s`: `build_panel`; peak memory: Python process (`ru_maxrss`) and the JVM (`VmHWM`; in "
-            "local mode driver and executors are one JVM). `identical`: the panels and ledgers of the two engines "
-            "compared exactly after sorting.\n\n" + table.to_markdown(index=False) + "\n")
+            "start; `link_s`: `build_panel`; `akm_s`: AKM on the linked panel; peak memory: Python process "
+            "(`ru_maxrss`) and the JVM (`VmHWM`; in local mode driver and executors are one JVM). `identical`: the "
+            "panels and ledgers of the two engines compared exactly after sorting; `akm_max_psi_diff`: the largest "
+            "difference of the firm effects.\n\n" + table.to_markdown(index=False) + "\n")
     (ROOT / "benchmarks" / "results" / "spark.md").write_text(text)
     print(text)
 

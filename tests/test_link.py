@@ -172,7 +172,7 @@ def test_columns_mapping_runs_on_renamed_tables():
     pd.testing.assert_frame_equal(a, b)
     table = link.real_data_columns()
     assert {"table", "column", "real", "status", "note"} <= set(table.columns)
-    assert set(table["status"]) <= {"S", "U"}
+    assert set(table["status"]) <= {"V", "U"}
     assert set(table["table"]) == set(link.TABLE_COLUMNS)
 
 

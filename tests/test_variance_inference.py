@@ -15,59 +15,18 @@ import pytest
 from prosperity.testing import simulate, truth
 from prosperity import akm, variance
 
-COMPS = ("var_alpha", "var_psi", "cov_alpha_psi")
+from tests._dense_kss import COMPS, dense_units, kss_matrix
 
 
 def _dense_reference(r, lo):
     """theta_KSS and the KSS q = 0 variance estimate from dense matrices (tiny data only)."""
-    fr = r.to_frame()
-    w = fr["worker"].factorize(sort=True)[0]
-    f = fr["firm"].factorize(sort=True)[0]
-    nw, nf, n = w.max() + 1, f.max() + 1, len(fr)
-    y = (fr["y"] - fr["xb"]).to_numpy()
-    y = y - y.mean()  # the outcome is centred (LeaveOutTwoWay, pytwoway): nothing depends on its level
-    Zr = np.zeros((n, nw + nf))
-    Zr[np.arange(n), w] = 1
-    Zr[np.arange(n), nw + f] = 1
-    # units: person-years, or matches collapsed to rows sqrt(c) z_m with outcome sqrt(c) ybar_m (leave-match-out:
-    # movers' matches; "match_movers": every match); a stayer's person-years stay units of their own
-    key = w * nf + f
-    u, inv = np.unique(key, return_inverse=True)
-    c = np.bincount(inv).astype(float)
-    mover = np.bincount(u // nf)[u // nf] > 1
-    coll = {"obs": np.zeros(len(u), bool), "match": mover, "match_movers": np.ones(len(u), bool)}[lo]
-    rows, cm = np.flatnonzero(~coll[inv]), np.flatnonzero(coll)
-    Zc = np.zeros((len(cm), nw + nf))
-    Zc[np.arange(len(cm)), u[cm] // nf] = np.sqrt(c[cm])
-    Zc[np.arange(len(cm)), nw + u[cm] % nf] = np.sqrt(c[cm])
-    Z = np.vstack([Zr[rows], Zc])
-    yu = np.concatenate([y[rows], np.sqrt(c[cm]) * np.bincount(inv, weights=y)[cm] / c[cm]])
-    fu = np.concatenate([f[rows], u[cm] % nf])
-    Sp = np.linalg.pinv(Zr.T @ Zr)
-    # person-year-weighted (co)variances of the effects as quadratic forms in gamma = (alpha, psi)
-    Dc = Zr[:, :nw] - Zr[:, :nw].mean(0)
-    Fc = Zr[:, nw:] - Zr[:, nw:].mean(0)
-    O = np.zeros((nw, nf))
-    A = {"var_alpha": np.block([[Dc.T @ Dc, O], [O.T, np.zeros((nf, nf))]]) / n,
-         "var_psi": np.block([[np.zeros((nw, nw)), O], [O.T, Fc.T @ Fc]]) / n}
-    X = Dc.T @ Fc / (2 * n)
-    A["cov_alpha_psi"] = np.block([[np.zeros((nw, nw)), X], [X.T, np.zeros((nf, nf))]])
-    P = Z @ Sp @ Z.T
-    M = np.eye(len(yu)) - P
+    d = dense_units(r, lo)
     Cs, theta = {}, {}
     for k in COMPS:
-        B = Z @ Sp @ A[k] @ Sp @ Z.T
-        D = np.diag(np.diag(B) / np.diag(M))
-        Cs[k] = B - (D @ M + M @ D) / 2
-        theta[k] = yu @ Cs[k] @ yu
-    # sigma~: firm means of the leave-out sigma_u^2 (outcome demeaned along the constant of the unit design)
-    s = Z[:, :nw].sum(1)
-    yc = yu - s * (yu @ s) / (s @ s)
-    sig = yc * (M @ yu) / np.diag(M)
-    sf = np.bincount(fu, weights=sig) / np.bincount(fu)
-    sig = np.maximum(sf[fu], 0)
-    S = np.diag(sig)
-    V = np.array([[4 * np.sum((Cs[a] @ yu) * (Cs[b] @ yu) * sig) - 2 * np.trace(Cs[a] @ S @ Cs[b] @ S)
+        Cs[k] = kss_matrix(d.Z @ d.Sp @ d.A[k] @ d.Sp @ d.Z.T, d.M)
+        theta[k] = d.yu @ Cs[k] @ d.yu
+    S = np.diag(d.sig)
+    V = np.array([[4 * np.sum((Cs[a] @ d.yu) * (Cs[b] @ d.yu) * d.sig) - 2 * np.trace(Cs[a] @ S @ Cs[b] @ S)
                    for b in COMPS] for a in COMPS])
     return theta, V
 
@@ -99,7 +58,7 @@ def test_api_is_additive_and_consistent():
     plain = r.decompose("kss", leverage="exact")
     assert plain.se == {} and plain.ci == {} and plain.vcov is None
     assert list(plain.to_frame().columns) == ["kss"]
-    d = r.decompose("kss", leverage="exact", se=True, level=0.9)
+    d = r.decompose("kss", leverage="exact", se=True, level=0.9, ci_method="q0")  # normal intervals only
     for k in COMPS:  # the point estimates do not change when standard errors are asked for
         assert getattr(d, k) == getattr(plain, k)
     z = 1.6448536269514722
@@ -115,6 +74,12 @@ def test_api_is_additive_and_consistent():
     assert t.loc["2cov_alpha_psi", "kss s.e."] == pytest.approx(2 * d.se["cov_alpha_psi"])
     assert np.isnan(t.loc["var_y", "kss s.e."])
     assert "s.e." in d.summary() and "q = 0" in d.summary()
+    # with ci_method="auto" the eigenvalue diagnostic adds the method and eigen-share columns; ci holds the
+    # interval the rule picks (tests/test_variance_weakid.py), the normal one stays in ci_q0
+    assert r.decompose("kss", leverage="exact", se=True, level=0.9).ci == d.ci  # the default is "q0"
+    a = r.decompose("kss", leverage="exact", se=True, level=0.9, ci_method="auto")
+    assert list(a.to_frame().columns) == list(t.columns) + ["kss CI", "kss eigen share"]
+    assert a.ci_q0 == d.ci and a.se == d.se
     with pytest.raises(ValueError, match="se=True"):
         r.decompose("plugin", se=True)
     with pytest.raises(ValueError, match="level"):

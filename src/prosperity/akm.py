@@ -43,6 +43,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from . import _checks, network, variance
 from ._results import Result
@@ -402,9 +403,19 @@ class AKMResult(Result):
         time effects), ``resid`` (so ``y = alpha + psi + xb + resid`` exactly), indexed like the input rows.
 
         Built on demand from integer codes, the outcome and the residuals, which is all the result keeps per row
-        (so that a fit on hundreds of millions of rows does not hold seven copies of them)."""
+        (so that a fit on hundreds of millions of rows does not hold seven copies of them).
+
+        A fit collapsed to matches (``collapse="matches"``) has one row per worker-firm match instead: ids,
+        ``n_obs`` (person-years), ``y`` (the match mean), ``alpha``, ``psi``, ``xb`` (0) and ``resid`` (the mean
+        residual of the match), with a default index."""
         r, nm = self._rows, self.names
         alpha, psi = self._effect("alpha"), self._effect("psi")
+        if isinstance(r, _MatchRows):
+            return pd.DataFrame({nm["worker"]: self.worker_effects[nm["worker"]].to_numpy()[r["wcode"]],
+                                 nm["firm"]: self.firm_effects[nm["firm"]].to_numpy()[r["fcode"]],
+                                 "n_obs": r["weights"].astype(np.int64), nm["y"]: r["y_mean"], "alpha": alpha,
+                                 "psi": psi, "xb": r["y_mean"] - alpha - psi - r["resid_mean"],
+                                 "resid": r["resid_mean"]})
         frame = pd.DataFrame({nm["worker"]: self.worker_effects[nm["worker"]].to_numpy()[r["wcode"]],
                               nm["firm"]: self.firm_effects[nm["firm"]].to_numpy()[r["fcode"]]}, index=r["index"])
         if nm["time"]:
@@ -422,6 +433,8 @@ class AKMResult(Result):
     def summary(self) -> str:
         n = self.names
         s = self.sample["kept"]
+        w = self._rows["weights"] if isinstance(self._rows, _MatchRows) else None
+        sd_a, sd_p = (float(np.sqrt(np.cov(self._effect(k), aweights=w, ddof=0))) for k in ("alpha", "psi"))
         lines = [
             f"AKM: {n['y']} ~ alpha[{n['worker']}] + psi[{n['firm']}]"
             + (f" + year[{n['time']}]" if n["time"] else "")
@@ -430,9 +443,11 @@ class AKMResult(Result):
             + f"; {int(s['rows']):,} rows, {int(s['workers']):,} workers, {int(s['firms']):,} firms, "
             f"{int(s['movers']):,} movers ({s['movers_per_firm']:.1f} per firm)",
             f"  dropped: {int(self.ledger['dropped'].sum()):,} rows in {len(self.ledger)} step(s)",
-            f"  R^2 {self.r2:.4f}; RMSE {self.rmse:.4f}; sd(alpha) {self._effect('alpha').std():.4f}; "
-            f"sd(psi) {self._effect('psi').std():.4f} (person-year weighted)",
+            f"  R^2 {self.r2:.4f}; RMSE {self.rmse:.4f}; sd(alpha) {sd_a:.4f}; "
+            f"sd(psi) {sd_p:.4f} (person-year weighted)",
         ]
+        if w is not None:
+            lines.append(f"  collapsed to {len(w):,} worker-firm matches (person-year weights)")
         return _summary_text(lines, self.coef, self.diagnostics, self.normalisation)
 
     def decompose(self, method: str = "plugin", **options):
@@ -465,7 +480,7 @@ def _check_identified(counts: pd.DataFrame, connected: str, firm: str, table: st
 
 def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = None, controls: Sequence[str] = (),
         backend: str = "sparse", connected: str = "largest", leave_out: str = "obs", pruning: str = "kss",
-        tol: float = 1e-10, maxiter: int = 10000) -> AKMResult:
+        tol: float = 1e-10, maxiter: int = 10000, collapse: str | None = None) -> AKMResult:
     """Fit the AKM model ``y_it = alpha_i + psi_J(i,t) + [year_t] + x_it'b + e_it`` on a worker-period panel.
 
     Abowd, Kramarz and Margolis (1999, *Econometrica* 67(2):251-333); estimation on the largest connected set as in
@@ -504,9 +519,32 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
     the worker effects absorb the overall level (so ``y = alpha + psi + xb + resid``). Variances and covariances
     do not depend on this choice; levels do.
 
+    Collapsing to matches (``collapse="matches"``). In the two-way model without time effects and controls every
+    regressor is constant within a worker-firm match (spell), so the least-squares problem over person-years is
+    ``sum_m c_m (ybar_m - alpha_i - psi_j)^2`` plus the within-match sum of squares ``ss_m``: weighted least
+    squares on the match means ``ybar_m`` with weights ``c_m`` (person-years) gives the same effects (as the
+    collapsed estimators of LeaveOutTwoWay, ``leave_out_KSS_coll``, and pytwoway's ``collapse()``). The sample
+    is pruned on the person-years first (the leave-one-out rules count person-years), then each kept match is
+    reduced to ``(c_m, ybar_m, ss_m)``. Unchanged by collapsing, exactly: the sample, the ledger and counts, the
+    worker and firm effects, ``n_obs``, ``r2``, ``rmse`` and the residual sum of squares (``ss_m`` is kept), and
+    every quantity that depends on the data only through ``(c_m, ybar_m, ss_m)``: the person-year moments of the
+    plug-in decomposition, the leverages, and the KSS estimates (leave-match-out, whose units are the movers'
+    matches and the stayers' person-years, and leave-one-observation-out, whose ``sigma_l^2`` summed over a match
+    is ``(ss_m + c_m (ybar_m - ybar) ebar_m) / (1 - P_m)``); see :class:`prosperity.variance._Matches`. Not kept:
+    the person-year residuals themselves (``table`` has one row per match, with ``n_obs``, the match mean of ``y``
+    and the mean residual), so time effects, controls (they vary within a match: refused) and
+    :func:`residual_grid` (refused) need the uncollapsed fit. Memory: the result holds four arrays per match
+    instead of four per person-year (about a fifth as many rows on a typical panel).
+
     Returns an :class:`AKMResult`.
     """
     controls = _checks.as_list(controls)
+    _checks.require_choice(collapse, "collapse", (None, "matches"))
+    if collapse and (time or controls or backend != "sparse"):
+        _checks.fail("collapse='matches' fits the two-way model on worker-firm match means, which is exact only "
+                     "when every regressor is constant within a match: time effects and controls vary within a "
+                     "match; fit without collapse (or partial them out of y first), backend='sparse'",
+                     _TABLE, time or (controls[0] if controls else None))
     _checks.require_choice(backend, "backend", ("sparse", "pyfixest"))
     _checks.require_choice(connected, "connected", ("largest", "leave_one_out"))
     _checks.require_choice(leave_out, "leave_out", network.LEAVE_OUT)
@@ -537,6 +575,9 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
     wc, wid = _recode(take(wc), wid)
     fc, fid = _recode(take(fc), fid)
     yv = take(data[y].to_numpy(dtype=float))
+    if collapse:
+        return _fit_collapsed(wc, wid, fc, fid, yv, ledger, summary, connected, lo, pruning, t_net, tol, maxiter,
+                              {"y": y, "worker": worker, "firm": firm, "time": None, "controls": ()})
     index = data.index if pos is None else data.index[pos]
     if time:
         tcode, tid = _recode(take(tcode), tid)
@@ -590,6 +631,72 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
                      rmse=float(np.sqrt(rss / n)),
                      names={"y": y, "worker": worker, "firm": firm, "time": time, "controls": tuple(controls)},
                      backend=backend, _rows=rows)
+
+
+def _collapse_matches(wc: np.ndarray, fc: np.ndarray, yv: np.ndarray, nw: int, nf: int):
+    """Worker-firm matches of a panel given as integer codes: ``(mi, mj, c, ybar, ss, row_match)``.
+
+    ``mi``, ``mj``: worker and firm code of each match, sorted by worker then firm; ``c``: person-years;
+    ``ybar``: mean of ``yv``; ``ss``: within-match sum of squares ``sum (y - ybar_m)^2`` (two passes, so no
+    cancellation); ``row_match``: the match of every row. Linear time (a CSR count matrix, no sort of the rows)."""
+    A = sp.csr_matrix((np.ones(len(wc), dtype=np.int32), (wc, fc)), shape=(nw, nf))
+    A.sum_duplicates()
+    nm = A.nnz
+    mi = np.repeat(np.arange(nw, dtype=np.int32), np.diff(A.indptr))
+    mj = A.indices.astype(np.int32, copy=False)
+    c = A.data.astype(float)
+    idx = sp.csr_matrix((np.arange(nm, dtype=np.int64), A.indices, A.indptr), shape=A.shape)
+    del A
+    rm = np.asarray(idx[wc, fc]).ravel()
+    del idx
+    ybar = np.bincount(rm, weights=yv, minlength=nm) / c
+    ss = np.bincount(rm, weights=np.square(yv - ybar[rm]), minlength=nm)
+    return mi, mj, c, ybar, ss, rm
+
+
+def _fit_collapsed(wc, wid, fc, fid, yv, ledger, summary, connected, lo, pruning, t_net, tol, maxiter, names):
+    """:func:`fit` with ``collapse="matches"``: weighted least squares on the match means (see :func:`fit`)."""
+    t1 = _time.perf_counter()
+    n = len(yv)
+    mi, mj, c, ybar, ss, _ = _collapse_matches(wc, fc, yv, len(wid), len(fid))
+    del wc, fc
+    sys_ = System(mi, len(wid), [mj], [len(fid)], c)
+    _, alpha, theta, ebar, it, rel = _solve(sys_, ybar, None, tol, maxiter, [])
+    psi = theta[:len(fid)]
+    nf_rows = np.bincount(mj, weights=c, minlength=len(fid))
+    dot = lambda a, b: float(np.einsum("i,i->", a, b))  # noqa: E731  (no BLAS: the same bytes for any thread count)
+    shift = dot(nf_rows, psi) / n
+    psi, alpha = psi - shift, alpha + shift
+    we = pd.DataFrame({names["worker"]: wid, "alpha": alpha,
+                       "n_obs": np.bincount(mi, weights=c, minlength=len(wid)).astype(np.int64)})
+    fe = pd.DataFrame({names["firm"]: fid, "psi": psi, "n_obs": nf_rows.astype(np.int64)})
+    diag = {"iterations": int(it), "rel_residual": rel, "converged": bool(rel <= tol * 10),
+            "n_unidentified": int(sys_.unidentified.sum()), "seconds": _time.perf_counter() - t1,
+            "backend": "sparse", "network_seconds": t_net, "pruning": pruning, "collapse": "matches",
+            "matches": int(len(c))}
+    del sys_
+    _warn_convergence(diag, "akm.fit")
+    ymean = dot(c, ybar) / n
+    rss = dot(c, np.square(ebar)) + float(ss.sum())
+    tss = dot(c, np.square(ybar - ymean)) + float(ss.sum())
+    n_params = len(we) + len(fe) - 1
+    rows = _MatchRows(wcode=mi, fcode=mj, weights=c, y_mean=ybar, resid_mean=ebar, y_ss=ss)
+    return AKMResult(worker_effects=we, firm_effects=fe, time_effects=None, coef=pd.Series([], dtype=float),
+                     sample=summary, ledger=ledger, connected=connected, leave_out=lo, normalisation=_NORMALISATION,
+                     diagnostics=diag, n_obs=n, n_params=int(n_params), r2=1 - rss / tss if tss > 0 else float("nan"),
+                     rmse=float(np.sqrt(rss / n)), names=names, backend="sparse", _rows=rows)
+
+
+class _MatchRows(dict):
+    """The per-row arrays of a fit collapsed to matches: one row per worker-firm match, keys ``wcode``,
+    ``fcode``, ``weights`` (person-years), ``y_mean``, ``resid_mean`` (match means) and ``y_ss`` (within-match
+    sum of squares of y). Asking it for a person-year array (``"y"``, ``"resid"``, ...) is an error naming what
+    to do, so that no code reads match means as if they were person-years."""
+
+    def __missing__(self, key):
+        _checks.fail(f"this AKM fit was collapsed to worker-firm matches (akm.fit(..., collapse='matches')): it "
+                     f"keeps match means and person-year weights, not the person-year array {key!r}; this "
+                     "function needs the person-year fit (fit without collapse=)", "result", kind=_checks.InputError)
 
 
 def _fit_pyfixest(sample, y, worker, firm, time, controls):
@@ -748,6 +855,9 @@ def residual_grid(result: AKMResult, bins: int = 10) -> pd.DataFrame:
                      kind=_checks.InputTypeError)
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or not 2 <= bins <= result.n_obs:
         raise ValueError(f"bins must be an integer between 2 and the number of rows ({result.n_obs}), got {bins!r}")
+    if isinstance(result._rows, _MatchRows):
+        _checks.fail("residual_grid needs the person-year residuals, which a fit collapsed to matches "
+                     "(collapse='matches') does not keep: fit without collapse=", "result")
     fr = result.table
     a = pd.qcut(fr["alpha"].rank(method="first"), bins, labels=range(1, bins + 1))
     p = pd.qcut(fr["psi"].rank(method="first"), bins, labels=range(1, bins + 1))

@@ -84,7 +84,6 @@ COMPONENTS = ("people", "industry_mix", "firm_within", "place", "residual")
 #: The headline shares of the variance of gaps across places (:func:`gap_shares`), in order.
 SHARES = ("people", "firms", "place", "sorting", "other")
 _LEVELS = ("lad", "itl3", "region")
-_Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1124,8 +1123,9 @@ class RollingResult(Result):
         for comp in ("people", "firms", "place", "sorting"):
             col = comp if corrected else f"{comp}_plugin"
             ax.plot(x, self.table[col], marker="o", color=COMPONENT_COLOURS[comp], label=comp)
-            if f"{col}_se" in self.table:  # 95% jackknife intervals as error bars
-                ax.errorbar(x, self.table[col], yerr=_Z95 * self.table[f"{col}_se"], fmt="none",
+            if f"{col}_se" in self.table:  # 95% jackknife intervals (Student t, folds - 1 d.f., as shares())
+                q = float(stats.t.ppf(0.975, self.decompositions[0].folds - 1))
+                ax.errorbar(x, self.table[col], yerr=q * self.table[f"{col}_se"], fmt="none",
                             ecolor=COMPONENT_COLOURS[comp], capsize=3, linewidth=1)
         ax.set_xticks(x, self.table["window"])
         ax.axhline(0, color="0.3", linewidth=0.8)

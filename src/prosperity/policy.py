@@ -19,7 +19,14 @@ Everything here is arithmetic on the exact decomposition of :func:`prosperity.pl
   :func:`prosperity.places.explain_place_effects`) how much of the place component transport, housing,
   amenities and density account for: ``place_p = sum_c gamma_c (zbar_pc - zbar_c) + unexplained_p``, with
   ``zbar`` the person-year-weighted means of the standardised characteristics of the districts.
-- :func:`over_time`: the decomposition of each place's gap in every window of :func:`prosperity.places.rolling`.
+- :func:`over_time`: the decomposition of each place's gap in every window of :func:`prosperity.places.rolling`,
+  and :func:`window_changes`: the change of each component between two windows, with its interval.
+
+Intervals: a decomposition fitted with ``se=True`` carries the delete-a-group jackknife replicates of its
+components (every fold's re-fit without one random group of workers; :func:`replicates`). Every number computed
+from the decomposition (a counterfactual gap, the share of a gap it closes, the spread of gaps across places) is
+computed again on each fold, and :func:`interval` turns the fold values into a standard error and a 95% interval
+(Student t with ``folds - 1`` degrees of freedom, as :meth:`prosperity.places.GapDecomposition.shares`).
 
 One-page briefs per region built from these results are :func:`prosperity.brief.region_brief`. All tables carry
 the counts ``n_obs``, ``n_people`` and ``n_firms`` of the cells they come from, so they can be passed to
@@ -33,8 +40,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from . import _checks, places
+from . import _checks, geography, places
 from ._checks import InputTypeError, MissingColumnError
 from ._results import Result
 
@@ -49,6 +57,9 @@ __all__ = [
     "Levers",
     "levers",
     "over_time",
+    "window_changes",
+    "replicates",
+    "interval",
 ]
 
 COMPONENTS = tuple(places.COMPONENTS)
@@ -164,11 +175,90 @@ def _scenarios(remove) -> dict[str, tuple[str, ...]]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# intervals
+
+
+def interval(value, estimates, coverage: float = 0.95) -> dict[str, np.ndarray]:
+    """The delete-a-group jackknife standard error and interval of ``value`` from its estimates on ``K`` folds.
+
+    ``value``: the estimate on the full sample (a number or an array of ``p``); ``estimates``: its estimates on
+    each of the ``K`` folds (each re-fitted without one random group of workers), an array ``(K,)`` or ``(K, p)``.
+    ``se = sqrt((K - 1) / K * sum_k (theta_k - mean_k theta_k)^2)`` (Quenouille-Tukey; the grouped jackknife of
+    Shao and Tu 1995, *The Jackknife and Bootstrap*, ch. 2), the interval ``value -+ t se`` with Student t on
+    ``K - 1`` degrees of freedom (the reference distribution of a jackknife with few groups), as
+    :meth:`prosperity.places.GapDecomposition.shares`. Where a fold has no estimate (``nan``) the standard error
+    and interval are ``nan``. Returns ``{"se", "ci_low", "ci_high"}`` (arrays of the shape of ``value``).
+    """
+    est = np.asarray(estimates, dtype=float)
+    val = np.asarray(value, dtype=float)
+    if est.ndim == 0 or est.shape[0] < 2:
+        raise ValueError(f"interval: need the estimates of at least 2 folds, got shape {est.shape}")
+    if est.shape[1:] != val.shape:
+        raise ValueError(f"interval: estimates of shape {est.shape} do not match value of shape {val.shape}")
+    K = est.shape[0]
+    with np.errstate(invalid="ignore"):
+        dev = est - est.mean(axis=0)
+        se = np.sqrt((K - 1) / K * (dev ** 2).sum(axis=0))
+    q = float(stats.t.ppf(0.5 + coverage / 2, K - 1))
+    return {"se": se, "ci_low": val - q * se, "ci_high": val + q * se}
+
+
+def replicates(decomposition, level: str | None = None) -> pd.DataFrame | None:
+    """The jackknife replicates of a decomposition: the gap components of every place in every fold.
+
+    A :class:`prosperity.places.GapDecomposition` fitted with ``se=True`` (``decompose_gaps(..., se=True)``)
+    keeps, in ``effects.fold_components``, the gap components of every district in each of its ``folds`` re-fits
+    (each without one random group of workers). The components of a region (or ITL3 area) are the
+    person-year-weighted means of its districts' (in each fold, with that fold's person-years), so every fold's
+    components at the decomposition's ``level`` follow without a re-fit: the fold values from which
+    :func:`prosperity.places.decompose_gaps` computes its ``*_se`` columns. A number computed from the
+    decomposition gets its standard error by computing it on every fold (:func:`interval`).
+
+    Returns a tidy frame ``fold, <level>, gap, people, industry_mix, firm_within, place, residual, n_obs`` (one row
+    per fold and place), or ``None`` when the decomposition has no replicates (fitted without ``se=True``, or a
+    DataFrame).
+    """
+    eff = getattr(decomposition, "effects", None)
+    fc = getattr(eff, "fold_components", None)
+    if isinstance(decomposition, pd.DataFrame) or fc is None or not getattr(decomposition, "folds", 0):
+        return None
+    level = level or decomposition.level
+    fit = eff.level
+    cols = ["gap", *COMPONENTS]
+    _checks.require_columns(fc, ["fold", fit, "n_obs", *cols], "effects.fold_components")
+    if level == fit:
+        out = fc[["fold", fit, *cols, "n_obs"]].copy()
+    else:
+        rows = eff.rows
+        if level in rows:
+            lookup = rows[[fit, level]].drop_duplicates(fit).set_index(fit)[level]
+        else:
+            lookup = geography.districts().drop_duplicates(fit).set_index(fit)[level]
+        d = fc[cols].mul(fc["n_obs"].astype(float), axis=0)
+        d = d.assign(fold=fc["fold"].to_numpy(), n_obs=fc["n_obs"].to_numpy(),
+                     **{level: fc[fit].map(lookup).to_numpy()})
+        bad = d[level].isna().to_numpy()
+        if bad.any():
+            _checks.fail(f"no {level} for {int(bad.sum())} fold row(s)", "effects.fold_components", fit,
+                         _checks.plain(pd.unique(fc.loc[bad, fit])[:5]), fit)
+        g = d.groupby(["fold", level], sort=True, observed=True).sum()
+        g[cols] = g[cols].div(g["n_obs"].astype(float), axis=0)
+        out = g.reset_index()[["fold", level, *cols, "n_obs"]]
+    return out.sort_values(["fold", level], kind="stable").reset_index(drop=True)
+
+
+def _fold_frames(reps: pd.DataFrame, level: str, places_: Sequence) -> list[pd.DataFrame]:
+    """Every fold's replicate rows, indexed by ``level`` and aligned to ``places_`` (``nan`` where a fold lacks one)."""
+    _checks.require_columns(reps, ["fold", level, "gap", *COMPONENTS], "replicates")
+    return [g.set_index(level).reindex(places_) for _, g in reps.groupby("fold", sort=True)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # counterfactuals
 
 
 def counterfactual_gaps(decomposition, remove: str | Sequence[str] | Mapping[str, Sequence[str]] = ("people",), *,
-                        level: str | None = None) -> pd.DataFrame:
+                        level: str | None = None, replicates: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each place's gap if the ``remove``-d components were England's average (set to zero).
 
     ``counterfactual_p = gap_p - sum_{c in remove} c_p`` for the exact decomposition of
@@ -189,6 +279,8 @@ def counterfactual_gaps(decomposition, remove: str | Sequence[str] | Mapping[str
     remove : a component, a tuple of components removed together, or a mapping ``{scenario: components}``
         for several scenarios at once (e.g. :data:`SCENARIOS`).
     level : the place column, if ``decomposition`` is a DataFrame with several place columns.
+    replicates : the jackknife replicates of the decomposition (:func:`replicates`); by default those a
+        ``GapDecomposition`` fitted with ``se=True`` carries.
 
     Returns
     -------
@@ -197,18 +289,29 @@ def counterfactual_gaps(decomposition, remove: str | Sequence[str] | Mapping[str
         ``+``), ``gap``, ``removed_value`` (their sum), ``counterfactual`` (``gap - removed_value``),
         ``share_closed`` (``1 - |counterfactual| / |gap|``: the share of the gap's size that the scenario closes;
         negative when it widens it) and the counts ``n_obs, n_people, n_firms`` (those present in the input)
-        carried through for :func:`prosperity.sdc.check` (keys ``[<level>, "scenario"]``).
+        carried through for :func:`prosperity.sdc.check` (keys ``[<level>, "scenario"]``). With replicates also
+        the jackknife ``se, ci_low, ci_high`` of the counterfactual and ``share_closed_se, share_closed_low,
+        share_closed_high`` (95%, :func:`interval`): each computed again on every fold, so the covariance of the
+        gap and the removed components is accounted for.
     """
     frame, level = _decomposition_frame(decomposition, level)
+    reps = replicates if replicates is not None else _replicates_of(decomposition, level)
+    folds = _fold_frames(reps, level, frame[level].to_numpy()) if reps is not None else None
     out = []
     for name, comps in _scenarios(remove).items():
         removed = frame[list(comps)].to_numpy(dtype=float).sum(axis=1)
         gap = frame["gap"].to_numpy(dtype=float)
-        cf = gap - removed
-        with np.errstate(divide="ignore", invalid="ignore"):
-            closed = np.where(gap != 0, 1.0 - np.abs(cf) / np.abs(gap), np.nan)
+        cf, closed = _counterfactual(gap, removed)
         part = pd.DataFrame({level: frame[level].to_numpy(), "scenario": name, "removed": "+".join(comps),
                              "gap": gap, "removed_value": removed, "counterfactual": cf, "share_closed": closed})
+        if folds is not None:
+            fk = [_counterfactual(f["gap"].to_numpy(dtype=float), f[list(comps)].to_numpy(dtype=float).sum(axis=1))
+                  for f in folds]
+            iv = interval(cf, np.stack([a for a, _ in fk]))
+            part["se"], part["ci_low"], part["ci_high"] = iv["se"], iv["ci_low"], iv["ci_high"]
+            iv = interval(closed, np.stack([b for _, b in fk]))
+            part["share_closed_se"], part["share_closed_low"], part["share_closed_high"] = (
+                iv["se"], iv["ci_low"], iv["ci_high"])
         for c in COUNTS:
             if c in frame.columns:
                 part[c] = frame[c].to_numpy()
@@ -216,12 +319,25 @@ def counterfactual_gaps(decomposition, remove: str | Sequence[str] | Mapping[str
     return pd.concat(out, ignore_index=True)
 
 
+def _replicates_of(decomposition, level: str) -> pd.DataFrame | None:
+    return replicates(decomposition, level)
+
+
+def _counterfactual(gap: np.ndarray, removed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The counterfactual gap and the share of the gap it closes."""
+    cf = gap - removed
+    with np.errstate(divide="ignore", invalid="ignore"):
+        closed = np.where(gap != 0, 1.0 - np.abs(cf) / np.abs(gap), np.nan)
+    return cf, closed
+
+
 def _wsd(x: np.ndarray, w: np.ndarray) -> float:
     m = np.dot(w, x) / w.sum()
     return float(np.sqrt(np.dot(w, (x - m) ** 2) / w.sum()))
 
 
-def dispersion(counterfactuals: pd.DataFrame, *, weights: str = "n_obs") -> pd.DataFrame:
+def dispersion(counterfactuals: pd.DataFrame, *, weights: str = "n_obs",
+               replicates: pd.DataFrame | None = None) -> pd.DataFrame:
     """The spread of gaps across places, actual and in each counterfactual of :func:`counterfactual_gaps`.
 
     One row per scenario: ``sd_gap`` and ``sd_counterfactual`` (standard deviations across places weighted by
@@ -231,12 +347,24 @@ def dispersion(counterfactuals: pd.DataFrame, *, weights: str = "n_obs") -> pd.D
     in the table, as for the gaps) and, when the input carries them, ``n_people`` and ``n_firms``: the counts of
     the *smallest* place cell, the weakest input of each statistic, so the table can go to
     :func:`prosperity.sdc.check` (keys ``"scenario"``).
+
+    ``replicates`` (:func:`replicates` of the decomposition the counterfactuals come from): every statistic is
+    computed again on each jackknife fold (with the fold's person-years as weights when ``weights="n_obs"``),
+    giving ``sd_gap_se, sd_counterfactual_se, reduction_se`` and the 95% interval ``reduction_low,
+    reduction_high`` (:func:`interval`).
     """
     need = ["scenario", "gap", "counterfactual", weights]
     _checks.require_columns(counterfactuals, need, "counterfactuals")
     _checks.require_complete(counterfactuals, need, "counterfactuals")
     _checks.require_numeric(counterfactuals, [weights], "counterfactuals")
     _checks.require_positive(counterfactuals, weights, "counterfactuals", strict=False)
+    level = None
+    if replicates is not None:
+        level = next((c for c in _LEVELS if c in counterfactuals.columns and c in replicates.columns), None)
+        if level is None:
+            _checks.fail(f"no place column shared with the replicates (one of {list(_LEVELS)})", "counterfactuals",
+                         kind=MissingColumnError)
+        _checks.require_columns(counterfactuals, ["removed"], "counterfactuals")
     rows = []
     for name, g in counterfactuals.groupby("scenario", sort=False):
         w = g[weights].to_numpy(dtype=float)
@@ -247,6 +375,20 @@ def dispersion(counterfactuals: pd.DataFrame, *, weights: str = "n_obs") -> pd.D
                      "n_places": len(g), "sd_gap": sg, "sd_counterfactual": sc,
                      "reduction": 1.0 - sc / sg if sg > 0 else np.nan,
                      "mean_counterfactual": float(np.dot(w, g["counterfactual"]) / w.sum())})
+        if replicates is not None:
+            comps = str(g["removed"].iloc[0]).split("+")
+            est = []
+            for f in _fold_frames(replicates, level, g[level].to_numpy()):
+                wk = f[weights].to_numpy(dtype=float) if weights in f else w
+                gk = f["gap"].to_numpy(dtype=float)
+                ck = gk - f[comps].to_numpy(dtype=float).sum(axis=1)
+                ok = np.isfinite(gk) & np.isfinite(ck) & np.isfinite(wk)
+                a, b = _wsd(gk[ok], wk[ok]), _wsd(ck[ok], wk[ok])
+                est.append([a, b, 1.0 - b / a if a > 0 else np.nan] if ok.all() else [np.nan] * 3)
+            iv = interval([sg, sc, rows[-1]["reduction"]], np.array(est))
+            rows[-1].update(sd_gap_se=float(iv["se"][0]), sd_counterfactual_se=float(iv["se"][1]),
+                            reduction_se=float(iv["se"][2]), reduction_low=float(iv["ci_low"][2]),
+                            reduction_high=float(iv["ci_high"][2]))
         for c in ("n_people", "n_firms"):
             if c in g:
                 rows[-1][c] = int(g[c].min())
@@ -466,7 +608,9 @@ def over_time(rolling, level: str = "region") -> pd.DataFrame:
     re-fit). Each window is a separate sample with its own identified set, so part of the change between windows
     is estimation noise and a change of sample.
 
-    Returns a tidy frame: ``window, start, end, <level>, gap, <components>, n_obs, n_people, n_firms``.
+    Returns a tidy frame: ``window, start, end, <level>, gap, <components>, n_obs, n_people, n_firms``; when the
+    windows were fitted with jackknife standard errors (``places.rolling(..., se=True)``) also ``gap_se,
+    people_se, ...`` and ``folds`` (the number of jackknife groups, for the intervals of :func:`window_changes`).
     """
     frame = _main_table(rolling, "rolling")
     decs = getattr(rolling, "decompositions", None)
@@ -475,16 +619,82 @@ def over_time(rolling, level: str = "region") -> pd.DataFrame:
     _checks.require_choice(level, "over_time: level", _LEVELS)
     out = []
     for (_, w), dec in zip(frame.iterrows(), decs):
+        se = getattr(dec.effects, "fold_components", None) is not None and bool(getattr(dec, "folds", 0))
         if dec.level == level:
             f = _main_table(dec, "window")
         else:
             rows = dec.effects.rows
             _checks.require_columns(rows, [level], f"rolling window {w['window']} estimation rows")
-            f = _main_table(places.decompose_gaps(rows, level=level, effects=dec.effects, correct=False), "window")
+            f = _main_table(places.decompose_gaps(rows, level=level, effects=dec.effects, correct=False, se=se),
+                            "window")
         f, _ = _decomposition_frame(f, level, table=f"rolling window {w['window']}", counts=True)
         f = f.copy()
+        if se and "gap_se" in f:
+            f["folds"] = int(dec.folds)
         f.insert(0, "end", int(w["end"]))
         f.insert(0, "start", int(w["start"]))
         f.insert(0, "window", str(w["window"]))
         out.append(f)
+    return pd.concat(out, ignore_index=True)
+
+
+def window_changes(over_time: pd.DataFrame, *, level: str | None = None,
+                   components: Sequence[str] = ("gap", *SUBSTANTIVE), first: str | None = None,
+                   last: str | None = None, coverage: float = 0.95) -> pd.DataFrame:
+    """The change of each place's gap and components from one window to another, with a 95% interval.
+
+    ``over_time``: the tidy frame of :func:`over_time` fitted with standard errors (``places.rolling(...,
+    se=True)``: columns ``<c>_se`` and ``folds``). The change is ``c_last - c_first`` with standard error
+    ``sqrt(se_first^2 + se_last^2)`` and a Student t interval on ``folds - 1`` degrees of freedom (the smaller of
+    the two windows' ``folds``). Windows are disjoint sets of years but share workers, so their estimation errors
+    are positively correlated; treating them as independent overstates the standard error of the change (the
+    interval is conservative), as :meth:`prosperity.places.RollingResult.changes` does for the shares.
+
+    A change whose interval covers zero is *not distinguishable from no change*: in a world static by construction
+    (the synthetic England) that is what every change should be, apart from the one in twenty a 95% interval misses.
+
+    Returns one row per place and component: ``<level>, component, first, last`` (the windows), ``change, se,
+    ci_low, ci_high, significant`` (the interval excludes zero) and the counts ``n_obs, n_people, n_firms`` of
+    the smaller of the two cells (for :func:`prosperity.sdc.check`, keys ``[<level>, "component"]``). A place
+    present in only one of the two windows keeps its rows, with ``nan`` change and interval.
+    """
+    _checks.require_frame(over_time, "over_time")
+    if level is None:
+        level = next((c for c in _LEVELS if c in over_time.columns), None)
+        if level is None:
+            _checks.fail(f"no place column (one of {list(_LEVELS)})", "over_time", kind=MissingColumnError)
+    components = list(components)
+    unknown = [c for c in components if c not in ("gap", *COMPONENTS)]
+    if unknown or not components:
+        raise ValueError(f"window_changes: components must be among {['gap', *COMPONENTS]}, got {components}")
+    need = ["window", level, "folds", *components, *[f"{c}_se" for c in components], *COUNTS]
+    _checks.require_columns(over_time, need, "over_time", hint=" (fit the windows with places.rolling(..., se=True))")
+    _checks.require_complete(over_time, ["window", level, "folds", *components, *COUNTS], "over_time", id_cols=level)
+    windows = list(dict.fromkeys(over_time["window"].astype(str)))
+    first = windows[0] if first is None else str(first)
+    last = windows[-1] if last is None else str(last)
+    for name, wnd in (("first", first), ("last", last)):
+        if wnd not in windows:
+            raise ValueError(f"window_changes: {name}={wnd!r} is not a window; windows are {windows}")
+    if first == last:
+        raise ValueError(f"window_changes: first and last are the same window {first!r}")
+    t = over_time.assign(window=over_time["window"].astype(str))
+    _checks.require_unique(t, ["window", level], "over_time", " (one row per window and place)")
+    a = t[t["window"] == first].set_index(level)
+    b = t[t["window"] == last].set_index(level)
+    common = list(dict.fromkeys([*a.index, *b.index]))  # a place missing from one window: nan change (kept)
+    a, b = a.reindex(common), b.reindex(common)
+    K = np.fmin(a["folds"].to_numpy(dtype=float), b["folds"].to_numpy(dtype=float))
+    out = []
+    for c in components:
+        d = b[c].to_numpy(dtype=float) - a[c].to_numpy(dtype=float)
+        se = np.hypot(a[f"{c}_se"].to_numpy(dtype=float), b[f"{c}_se"].to_numpy(dtype=float))
+        q = stats.t.ppf(0.5 + coverage / 2, np.fmax(K - 1, 1))
+        lo, hi = d - q * se, d + q * se
+        part = pd.DataFrame({level: common, "component": c, "first": first, "last": last, "change": d, "se": se,
+                             "ci_low": lo, "ci_high": hi, "significant": (lo > 0) | (hi < 0)})
+        for n in COUNTS:
+            v = np.fmin(a[n].to_numpy(dtype=float), b[n].to_numpy(dtype=float))
+            part[n] = v.astype(np.int64) if np.isfinite(v).all() else v
+        out.append(part)
     return pd.concat(out, ignore_index=True)

@@ -71,6 +71,13 @@ manifest, :mod:`prosperity._io`; :func:`load_panel` reads it back and refuses a 
 of log pay are exact (``DECIMAL``) and weighted means are added in district order, so the panels are the same
 bytes whatever the number of DuckDB threads.
 
+**PAYE RTI** (``build_panel(source, profile="paye_rti")``, :mod:`prosperity.link.rti`): pay-period records under
+employer PAYE schemes (the tables of ``synthetic.england(source="paye_rti")``, :data:`RTI_TABLE_COLUMNS`) are
+added up to employment-years, the main job is the highest annual pay, schemes map to enterprises through
+``paye_schemes``, central payrolls are placed at the enterprise's only site or its head office (``workers.placement``,
+ledger line ``central_payroll``) and the outcome is log real pay per day ``ldw`` (no paid hours: ``hw`` and ``lhw``
+are missing; ``firms`` and ``places`` carry ``mean_ldw``). Same ledger, errors, output folder and panels otherwise.
+
 The real extracts use other variable names: ``columns=`` maps the package's names to them (a real name or a
 DuckDB SQL expression over the real columns, e.g. ``"ft": "ft = 1"``); :data:`REAL_DATA_COLUMNS` is a
 documented starting point (see :func:`real_data_columns`).
@@ -85,8 +92,10 @@ from __future__ import annotations
 
 from .core import PANEL_KIND, LinkedData, LinkError, LinkWarning, build_panel, load_panel, normalise_postcode_sql
 from .rules import RULES, Rule
+from .rti import PLACEMENTS, RTI_DERIVED_COLUMNS, RTI_TABLE_COLUMNS
 from .extract import ExtractCheck, check_extract
-from .schema import DERIVED_COLUMNS, REAL_DATA_COLUMNS, TABLE_COLUMNS, real_data_columns, real_data_mapping
+from .schema import (DERIVED_COLUMNS, REAL_DATA_COLUMNS, STATUSES, TABLE_COLUMNS, RealColumn, real_data_columns,
+                     real_data_mapping)
 
 __all__ = [
     "DERIVED_COLUMNS",
@@ -95,9 +104,14 @@ __all__ = [
     "LinkWarning",
     "LinkedData",
     "PANEL_KIND",
+    "PLACEMENTS",
     "REAL_DATA_COLUMNS",
+    "RTI_DERIVED_COLUMNS",
+    "RTI_TABLE_COLUMNS",
     "RULES",
+    "RealColumn",
     "Rule",
+    "STATUSES",
     "TABLE_COLUMNS",
     "build_panel",
     "check_extract",

@@ -64,7 +64,10 @@ class LinkedData(Result):
         place`` (the ``level`` chosen), ``sic07, industry`` (SIC 2007 section), ``firm_size`` (enterprise
         employment), ``size_band, soc, age, sex, ft, gpay, hours, hw`` (real hourly pay, GBP at ``base_year``
         prices), ``lhw`` (its log), ``ww`` (real weekly pay), ``lww``. ``None`` when ``output=`` wrote it to
-        Parquet (see ``paths``; :func:`load_panel` reads it back).
+        Parquet (see ``paths``; :func:`load_panel` reads it back). With ``profile="paye_rti"`` also
+        ``paye_ref, employment_id, placement, annual_pay, months, days, dw`` (real pay per day) and ``ldw``
+        (its log, the outcome); ``hours``, ``hw`` and ``lhw`` are missing (no paid hours in RTI), and ``firms``
+        and ``places`` carry ``mean_ldw`` in place of ``mean_lhw`` (:mod:`prosperity.link.rti`).
     firms : DataFrame or None
         Enterprise-year: ``entref, year, sic07, industry, employment, size_band, turnover, foreign_owned,
         sites, hq_luref, lad, itl3, region`` (the largest site: the head-office proxy; ties to the smaller
@@ -181,8 +184,9 @@ def _sic_table_sql() -> str:
     return f"CREATE OR REPLACE TEMP TABLE sic_div AS SELECT * FROM (VALUES {rows}) t(division, section)"
 
 
-def _resolve_source(source) -> dict:
-    """Table name -> DataFrame or Parquet path (file or directory)."""
+def _resolve_source(source, names=TABLE_COLUMNS) -> dict:
+    """Table name -> DataFrame or Parquet path (file or directory); ``names``: the tables of the profile (the
+    first is the table of the worker funnel)."""
     if hasattr(source, "tables") and isinstance(getattr(source, "tables"), Mapping):
         return dict(source.tables)
     if isinstance(source, Mapping):
@@ -191,10 +195,11 @@ def _resolve_source(source) -> dict:
         root = Path(source)
         if not root.is_dir():
             raise LinkError(f"source directory {str(root)!r} does not exist")
-        if not (root / "jobs.parquet").exists() and not (root / "jobs").is_dir() and (root / "tables").is_dir():
+        first = next(iter(names))
+        if not (root / f"{first}.parquet").exists() and not (root / first).is_dir() and (root / "tables").is_dir():
             root = root / "tables"  # the layout of SyntheticEngland.to_parquet and synthetic.write_population
         out = {}
-        for name in TABLE_COLUMNS:
+        for name in names:
             if (root / f"{name}.parquet").is_file():
                 out[name] = root / f"{name}.parquet"
             elif (root / name).is_dir() and any((root / name).rglob("*.parquet")):
@@ -225,18 +230,80 @@ def normalise_postcode_sql(col: str) -> str:
     return f"(CASE WHEN length({x}) >= 5 THEN substr({x}, 1, length({x}) - 3) || ' ' || right({x}, 3) ELSE {x} END)"
 
 
+#: Decimals of each value kept in an exact sum (:func:`_exact_sum`): 1e-10 log points, far below any pay difference.
+_SUM_DECIMALS = 10
+
+
 def _exact_sum(col: str) -> str:
-    """``sum(col)`` of a DOUBLE that does not depend on the order DuckDB's threads add the rows: each value is
-    rounded to 12 decimals (``DECIMAL(18, 12)``, so ``|col| < 10**6``) and added exactly in 128-bit integers."""
-    return f"sum(CAST({col} AS DECIMAL(18, 12)))"
+    """``sum(col)`` of a DOUBLE, exact and the same bytes on DuckDB and Spark whatever the order rows are added: each
+    value is rounded to :data:`_SUM_DECIMALS` decimals as a whole number of units (``floor(x * 1e10 + 0.5)``: one
+    IEEE product and sum, the same on both engines; ``|col| < 9e8``) and the integers are added exactly
+    (``DECIMAL(38, 0)``). Divide by :func:`_exact_mean`.
+
+    Not ``CAST(col AS DECIMAL(18, 12))``: DuckDB rounds ``col * 1e12`` computed in double precision (73 of the
+    workshop panel's 327,023 values land on the other side of a half from their exact value), Spark rounds a
+    decimal form of ``col`` (Java's ``BigDecimal``); with that cast ``firms.mean_lhw`` differed between the
+    engines in 0.03% of rows, and with this sum it is identical. Nor a DECIMAL with a scale back to DOUBLE:
+    DuckDB divides the double of the scaled integer by ``10**scale``, Java's ``BigDecimal.doubleValue`` rounds
+    the decimal once when it has more than 52 bits, so the two can differ in the last bit."""
+    return f"sum(CAST(CAST(floor({col} * 1e{_SUM_DECIMALS} + 0.5) AS BIGINT) AS DECIMAL(38, 0)))"
+
+
+def _exact_mean(s: str, n: str) -> str:
+    """The mean from the exact sums ``s`` (:func:`_exact_sum`) and counts ``n`` of a group: the integer sum converted
+    to DOUBLE once (correctly rounded on both engines below 2**64 units, i.e. sums below 1.8e9), then two IEEE
+    divisions."""
+    return f"CAST(sum({s}) AS DOUBLE) / sum({n}) / 1e{_SUM_DECIMALS}"
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """The raw tables of a linking profile: columns and kinds, required tables, lookup keys, keys shared between
+    tables, optional columns (``NULL`` when absent), the tables whose other columns are carried along (the first
+    is the table of the worker funnel) and the names the linker derives (such input columns are renamed)."""
+
+    tables: dict
+    required: tuple
+    lookup_keys: dict
+    shared_keys: dict
+    optional: dict
+    carry: tuple
+    derived: frozenset
+
+
+#: The ASHE / BSD / ABS profile (``build_panel(profile="ashe")``).
+_ASHE_SPEC = _Spec(
+    tables=TABLE_COLUMNS, required=REQUIRED_TABLES, lookup_keys=LOOKUP_KEYS, shared_keys=SHARED_KEYS,
+    optional={"jobs": frozenset({"soc"}), **{t: frozenset(set(TABLE_COLUMNS[t]) - set(LOOKUP_KEYS.get(t, ())))
+                                              for t in ("enterprises", "accounts", "place_characteristics")}},
+    carry=("jobs", "local_units"), derived=DERIVED_COLUMNS)
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """A linking profile: its tables (``spec``), pay measures (the first is the default), accepted ``year_basis``
+    values, whether the Spark engine runs it, the year / sample checks (``None``: the ASHE ones) and the run
+    function (``None``: :func:`_run`, the ASHE rules)."""
+
+    spec: _Spec
+    pays: tuple
+    year_bases: tuple
+    spark: bool
+    check: object = None
+    run: object = None
+
+
+#: Linking profiles by name (``build_panel(profile=...)``); :mod:`prosperity.link.rti` adds ``"paye_rti"``.
+_PROFILES: dict[str, _Profile] = {"ashe": _Profile(_ASHE_SPEC, ("hourly", "weekly"), (None,), True)}
 
 
 class _Linker:
     """One linking run: a DuckDB connection, the views of the raw tables and the ledger."""
 
-    def __init__(self, con, quiet: bool, engine: str = "duckdb"):
+    def __init__(self, con, quiet: bool, engine: str = "duckdb", spec: _Spec = _ASHE_SPEC):
         self.con = con
         self.engine = engine
+        self.spec = spec
         # errors of a statement that become a LinkError: duckdb.Error, or Spark's and sqlglot's (link.spark)
         self.errors = getattr(con, "errors", duckdb.Error)
         self.ledger: list[dict] = []
@@ -292,10 +359,10 @@ class _Linker:
         if isinstance(obj, pd.DataFrame):
             _checked(require_frame, obj, name)
             if obj.shape[1] == 0:
-                raise LinkError(f"has no columns (an empty DataFrame); it needs {list(TABLE_COLUMNS[name])}",
+                raise LinkError(f"has no columns (an empty DataFrame); it needs {list(self.spec.tables[name])}",
                                 table=name)
-            for col in TABLE_COLUMNS[name]:
-                if col in obj.columns and TABLE_COLUMNS[name][col] == "id":
+            for col in self.spec.tables[name]:
+                if col in obj.columns and self.spec.tables[name][col] == "id":
                     _checked(require_one_type, obj, col, name)
             # Arrow scans are much faster than DuckDB's pandas scans of object and nullable columns
             try:
@@ -333,10 +400,11 @@ class _Linker:
 
     def register(self, tables: dict, columns: dict):
         self.present = {}
-        for name, spec in TABLE_COLUMNS.items():
+        funnel = self.spec.carry[0]  # the table of the worker funnel (jobs; pay_periods for PAYE RTI)
+        for name, spec in self.spec.tables.items():
             obj = tables.get(name)
             if obj is None:
-                if name in REQUIRED_TABLES:
+                if name in self.spec.required:
                     raise LinkError(
                         f"required table is missing (tables given: {sorted(tables)})", table=name)
                 continue
@@ -352,9 +420,7 @@ class _Linker:
                 real = mapping.get(col, col)
                 if _IDENT.match(real):
                     if real not in raw_cols:
-                        optional = name == "jobs" and col in ("soc",) or (
-                            name in ("enterprises", "accounts", "place_characteristics")
-                            and col not in LOOKUP_KEYS.get(name, ()))
+                        optional = col in self.spec.optional.get(name, ())
                         if optional and col not in mapping:
                             exprs[col] = "NULL"
                             continue
@@ -375,15 +441,15 @@ class _Linker:
             # the other columns of jobs (they count in exact duplicates) and of local_units (carried into sites);
             # a column named like one the linker derives is renamed and never used as the derived column
             extra = [c for c in raw_cols if c not in spec and c not in set(mapping.values())] \
-                if name in ("jobs", "local_units") else []
-            clash = [c for c in extra if c in DERIVED_COLUMNS]
+                if name in self.spec.carry else []
+            clash = [c for c in extra if c in self.spec.derived]
             renamed = {c: f"{c}_input" for c in clash}
             if clash:
                 n = self.count(raw)
                 line = self.line("derived_names", name, n, n,
                                  f"input column(s) {clash} named like columns the linker derives: renamed "
                                  f"{list(renamed.values())}, not used for the panel")
-                if name == "jobs":  # first line of the jobs funnel (no row changes)
+                if name == funnel:  # first line of the jobs funnel (no row changes)
                     self.ledger.append(line)
                 else:
                     self.notes.append(line)
@@ -405,13 +471,13 @@ class _Linker:
                     want = {"id": "an integer or string id", "int": "an integer", "num": "a number",
                             "str": "a string", "bool": "a boolean (or 0/1)"}[kind]
                     raise LinkError(f"has type {t}, expected {want}", table=name, column=col, ids=ex)
-            if name in REQUIRED_TABLES and name != "jobs" and self.count(f"v_{name}") == 0:
+            if name in self.spec.required and name != funnel and self.count(f"v_{name}") == 0:
                 raise LinkError("has no rows; a panel cannot be linked without it", table=name)
             self.present[name] = types
             self.extra[name] = [renamed.get(c, c) for c in extra]
 
         # keys shared between tables have one type
-        for key, places in SHARED_KEYS.items():
+        for key, places in self.spec.shared_keys.items():
             kinds = {(t, c): _type_kind(self.present[t][c]) for t, c in places
                      if t in self.present and self.present[t].get(c) not in ('"NULL"', "NULL")}
             if len(set(kinds.values())) > 1:
@@ -425,7 +491,7 @@ class _Linker:
                             column="lad")
 
     def check_keys(self):
-        for name, keys in LOOKUP_KEYS.items():
+        for name, keys in self.spec.lookup_keys.items():
             if name not in self.present:
                 continue
             k = ", ".join(_q(c) for c in keys)
@@ -442,10 +508,11 @@ class _Linker:
                                 table=name, column=",".join(keys),
                                 ids=[r if len(r) > 1 else r[0] for r in dup])
 
-    def check_years(self, years):
-        y0, y1 = self.sql("SELECT min(year), max(year) FROM v_jobs").fetchone()
+    def check_years(self, years, rel: str = "v_jobs", table: str = "jobs", column: str = "year"):
+        """The years to link, within the data's (``year`` of ``rel``, the ``column`` of ``table``) and the CPI's."""
+        y0, y1 = self.sql(f"SELECT min(year), max(year) FROM {rel}").fetchone()
         if y0 is None:
-            raise LinkError("the table has no rows (or no year)", table="jobs")
+            raise LinkError("the table has no rows (or no year)", table=table)
         if years is None:
             years = (int(y0), int(y1))
         lo, hi = int(years[0]), int(years[1])
@@ -453,14 +520,14 @@ class _Linker:
             raise ValueError(f"build_panel: years={years} must be (first, last) with first <= last")
         if hi < y0 or lo > y1:
             raise LinkError(f"years {lo}-{hi} are outside the years in the data ({y0}-{y1})",
-                            table="jobs", column="year", ids=[lo, hi])
+                            table=table, column=column, ids=[lo, hi])
         lo, hi = max(lo, int(y0)), min(hi, int(y1))
         have = {r[0] for r in self.sql("SELECT year FROM v_cpi WHERE cpih > 0 AND isfinite(cpih)").fetchall()}
-        need = [r[0] for r in self.sql(f"SELECT DISTINCT year FROM v_jobs WHERE year BETWEEN {lo} AND {hi} "
+        need = [r[0] for r in self.sql(f"SELECT DISTINCT year FROM {rel} WHERE year BETWEEN {lo} AND {hi} "
                                        "ORDER BY year").fetchall()]
         missing = [y for y in need if y not in have]
         if missing:
-            raise LinkError(f"no positive CPI index for {len(missing)} year(s) of jobs, so pay cannot be "
+            raise LinkError(f"no positive CPI index for {len(missing)} year(s) of {table}, so pay cannot be "
                             "deflated", table="cpi", column="cpih", ids=missing)
         return lo, hi, need
 
@@ -481,7 +548,7 @@ class _Linker:
     def entref_map(self, max_depth: int = 100):
         """Resolve continuity chains to their last reference: ``ent_map(old_entref, entref)``."""
         if "entref_continuity" not in self.present:
-            t = self.present["jobs"]["entref"]
+            t = self.present["jobs" if "jobs" in self.present else "paye_schemes"]["entref"]
             t = "BIGINT" if t in ('"NULL"', "NULL") or t.startswith("ENUM") else t
             self.sql(f"CREATE OR REPLACE TEMP TABLE ent_map AS SELECT NULL::{t} AS old_entref, "
                      f"NULL::{t} AS entref, 0 AS depth WHERE FALSE")
@@ -568,7 +635,7 @@ def build_panel(
     source,
     *,
     years: tuple[int, int] | None = None,
-    pay: str = "hourly",
+    pay: str | None = None,
     full_time_only: bool = False,
     ages: tuple[int, int] | None = None,
     trim: tuple[float, float] | dict | None = (0.005, 0.995),
@@ -587,6 +654,8 @@ def build_panel(
     quiet: bool = True,
     engine: str = "duckdb",
     spark=None,
+    profile: str = "ashe",
+    year_basis: str | None = None,
 ) -> LinkedData:
     """Link raw jobs, local units, enterprises, accounts, postcodes and places into audited panels.
 
@@ -599,8 +668,9 @@ def build_panel(
         entref_continuity, place_characteristics`` (optional). Columns: :data:`TABLE_COLUMNS`.
     years : (first, last), optional
         Years to link (default: all years of ``jobs``).
-    pay : "hourly" or "weekly"
-        The pay measure trimmed (``hw`` or ``ww``); both are returned.
+    pay : "hourly" or "weekly" ("daily" or "weekly" with ``profile="paye_rti"``)
+        The pay measure trimmed (``hw``, ``ww`` or ``dw``); all are returned. Default: the profile's first
+        (``"hourly"``; ``"daily"`` for PAYE RTI, which records no paid hours).
     full_time_only : bool
         Keep full-time main jobs only (``ft``).
     ages : (lo, hi), optional
@@ -649,6 +719,15 @@ def build_panel(
         DuckDB settings and are not used.
     spark : SparkSession
         The session for ``engine="spark"``.
+    profile : "ashe" or "paye_rti"
+        The source family of the raw tables. ``"ashe"`` (default): ASHE jobs, BSD, ABS (the rules above).
+        ``"paye_rti"``: PAYE Real Time Information pay periods, employer PAYE schemes and the business register
+        (the tables of ``synthetic.england(source="paye_rti")``; rules and outcome in :mod:`prosperity.link.rti`:
+        employment-years from pay periods, the main job by annual earnings, schemes -> enterprises, central
+        payrolls placed at the head office, log real pay per day ``ldw`` as the outcome; DuckDB only).
+    year_basis : None, "tax" or "calendar"
+        ``profile="paye_rti"`` only: the analysis year of pay periods (default ``"tax"``: the tax year, labelled by
+        its first calendar year; ``"calendar"``: the calendar year of the tax month).
 
     Returns
     -------
@@ -661,8 +740,19 @@ def build_panel(
         name, a lookup has duplicate keys, the years asked for are not in the data or the CPI does not cover
         them, an option (``trim``, ``ashe_rule``) cannot be applied.
     """
-    if pay not in ("hourly", "weekly"):
-        raise ValueError(f"build_panel: pay must be 'hourly' or 'weekly', not {pay!r}")
+    if profile not in _PROFILES:
+        raise ValueError(f"build_panel: profile must be one of {sorted(_PROFILES)}, not {profile!r}")
+    prof = _PROFILES[profile]
+    pay = prof.pays[0] if pay is None else pay
+    if pay not in prof.pays:
+        raise ValueError(f"build_panel: pay must be one of {list(prof.pays)} with profile={profile!r}, not {pay!r}"
+                         + (" (PAYE RTI records no paid hours)" if pay == "hourly" else ""))
+    if year_basis not in prof.year_bases:
+        raise ValueError(f"build_panel: year_basis must be one of {list(prof.year_bases)} with profile={profile!r}, "
+                         f"not {year_basis!r}")
+    if engine == "spark" and not prof.spark:
+        raise ValueError(f"build_panel: profile={profile!r} runs on DuckDB only in this version: the Spark engine "
+                         "cannot run its rules yet (use engine='duckdb')")
     if level not in ("lad", "itl3", "region"):
         raise ValueError(f"build_panel: level must be 'lad', 'itl3' or 'region', not {level!r}")
     if sample not in (None, "ashe"):
@@ -674,11 +764,11 @@ def build_panel(
         raise ValueError(f"build_panel: engine must be 'duckdb' or 'spark', not {engine!r}")
     if engine == "spark" and spark is None:
         raise ValueError("build_panel: engine='spark' needs spark=<SparkSession>")
-    tables = _resolve_source(source)
+    tables = _resolve_source(source, prof.spec.tables)
     columns = {} if columns is None else {k: dict(v) for k, v in columns.items()}
-    unknown_tables = set(columns) - set(TABLE_COLUMNS)
+    unknown_tables = set(columns) - set(prof.spec.tables)
     if unknown_tables:
-        raise LinkError(f"columns= names unknown tables {sorted(unknown_tables)}; tables: {list(TABLE_COLUMNS)}")
+        raise LinkError(f"columns= names unknown tables {sorted(unknown_tables)}; tables: {list(prof.spec.tables)}")
     default_rule = sample == "ashe" and ashe_rule is None
     if default_rule:
         ashe_rule = ASHE_RULE_SQL
@@ -694,17 +784,21 @@ def build_panel(
             own_tmp = tempfile.TemporaryDirectory(prefix="prosperity_link_")
             temp_directory = own_tmp.name
         con = _connect(memory_limit, temp_directory, threads)
-    lk = _Linker(con, quiet, engine)
+    lk = _Linker(con, quiet, engine, spec=prof.spec)
     lk.temp_directory = None if temp_directory is None else str(temp_directory)
     t0 = time.perf_counter()
     try:
         if not quiet:
-            lk._bar = tqdm(total=len(RULES), desc="link", leave=False)
+            lk._bar = tqdm(total=len([r for r in RULES if profile in r.profiles]), desc="link", leave=False)
         lk.register(tables, columns)
         lk.check_keys()
-        y0, y1, year_list = lk.check_years(years)
-        if sample == "ashe":
-            lk.check_sample(ashe_rule, default_rule)
+        if prof.check is None:
+            y0, y1, year_list = lk.check_years(years)
+            if sample == "ashe":
+                lk.check_sample(ashe_rule, default_rule)
+        else:
+            y0, y1, year_list = prof.check(lk, years, year_basis=year_basis, sample=sample, ashe_rule=ashe_rule,
+                                           default_rule=default_rule)
         if base_year is None:
             ref = [r[0] for r in lk.sql("SELECT year FROM v_cpi WHERE abs(cpih - 100) < 1e-9 ORDER BY year"
                                         ).fetchall()]
@@ -718,12 +812,16 @@ def build_panel(
         run = dict(y0=y0, y1=y1, pay=pay, full_time_only=full_time_only, ages=ages, trim=trim,
                    max_hours=max_hours, level=level, sample=sample, ashe_rule=ashe_rule,
                    base_year=int(base_year), bucket_rows=bucket_rows, max_unmatched=max_unmatched)
+        if profile != "ashe":
+            options.update(profile=profile, year_basis=year_basis or prof.year_bases[1])
+            run.update(year_basis=options["year_basis"])
+        _run_ = prof.run or _run
         if output is None:
-            workers, firms, places, ledger, sites, paths = _run(lk, out=None, **run)
+            workers, firms, places, ledger, sites, paths = _run_(lk, out=None, **run)
         else:
             meta = {"options": options, **_describe_source(source)}
             with _io.atomic_folder(output, kind=PANEL_KIND, meta=meta) as tmp:
-                workers, firms, places, ledger, sites, paths = _run(lk, out=Path(tmp), **run)
+                workers, firms, places, ledger, sites, paths = _run_(lk, out=Path(tmp), **run)
             paths = {k: Path(output) / Path(v).name for k, v in paths.items()}
         options["seconds"] = round(time.perf_counter() - t0, 2)
         return LinkedData(table=workers, firms=firms, places=places, ledger=ledger, sites=sites, options=options,
@@ -964,7 +1062,7 @@ def _person_years(lk: _Linker, src: str, n_sample: int, bucket_rows: int, on: di
 def _trim_rule(lk: _Linker, trim, pay: str, base_year: int, all_work: str, bucketed: bool):
     """The ``trim`` condition on the deflated main jobs, its ledger reason (``None``: no trimming) and the
     relation wrapper that brings each year's quantile bounds (``_lo``, ``_hi``) to the rows."""
-    measure = "hw" if pay == "hourly" else "ww"
+    measure = {"hourly": "hw", "weekly": "ww", "daily": "dw"}[pay]
     if trim is None:
         return "FALSE", None, (lambda w: w)
     if isinstance(trim, Mapping):
@@ -1038,10 +1136,11 @@ def _attach(lk: _Linker, works: list, tmp, level: str, trim_cond: str, bounded, 
     return n_trim, [int(m) for m in matched]
 
 
-def _panels(lk: _Linker, level: str, y0, y1, out, paths: dict):
-    """The firm, place and site panels and the ledger: DataFrames, or Parquet files in ``out``."""
-    firms_sql = _firms_sql(lk, y0, y1)
-    lk.sql(f"CREATE OR REPLACE TEMP TABLE places AS {_places_sql(lk, level, y0, y1)}")
+def _panels(lk: _Linker, level: str, y0, y1, out, paths: dict, outcome: str = "lhw"):
+    """The firm, place and site panels and the ledger: DataFrames, or Parquet files in ``out``. ``outcome``: the
+    log pay whose means (``mean_{outcome}``) the firm and place panels carry (the sums in ``w_firm``, ``w_place``)."""
+    firms_sql = _firms_sql(lk, y0, y1, outcome)
+    lk.sql(f"CREATE OR REPLACE TEMP TABLE places AS {_places_sql(lk, level, y0, y1, outcome)}")
     ledger = pd.DataFrame(lk.ledger, columns=["step", "table", "rows_in", "rows_out", "dropped", "repaired",
                                                "matched", "match_rate", "reason"])
     ledger["matched"] = ledger["matched"].astype("Int64")
@@ -1156,7 +1255,7 @@ def _resolved_business_tables(lk: _Linker, y0, y1, opts):
     return n_years, n_years - rest
 
 
-def _firms_sql(lk: _Linker, y0, y1) -> str:
+def _firms_sql(lk: _Linker, y0, y1, outcome: str = "lhw") -> str:
     # the largest site (ties to the smaller luref): one row per enterprise-year by a window over the register
     # (faster than arg_max over a struct on 20+ million enterprise-years)
     return f"""
@@ -1169,7 +1268,8 @@ def _firms_sql(lk: _Linker, y0, y1) -> str:
                 FROM lu_r
             ) WHERE _rn = 1
         ), w AS (
-            SELECT entref, year, CAST(sum(n) AS DOUBLE) AS n_workers, CAST(sum(s) AS DOUBLE) / sum(n) AS mean_lhw
+            SELECT entref, year, CAST(sum(n) AS DOUBLE) AS n_workers,
+                   {_exact_mean('s', 'n')} AS mean_{outcome}
             FROM w_firm GROUP BY entref, year
         )
         SELECT e.entref, e.year, e.sic07, e.industry, e.employment, e.size_band, e.turnover, e.foreign_owned,
@@ -1177,7 +1277,7 @@ def _firms_sql(lk: _Linker, y0, y1) -> str:
                s.hq.region AS region,
                a.gva, CASE WHEN e.employment > 0 THEN a.gva / e.employment END AS gva_per_worker,
                a.entref IS NOT NULL AS surveyed,
-               coalesce(w.n_workers, 0) AS n_workers, w.mean_lhw
+               coalesce(w.n_workers, 0) AS n_workers, w.mean_{outcome}
         FROM ent_r e
         LEFT JOIN sites s ON s.entref = e.entref AND s.year = e.year
         LEFT JOIN acc_r a ON a.entref = e.entref AND a.year = e.year
@@ -1185,7 +1285,7 @@ def _firms_sql(lk: _Linker, y0, y1) -> str:
     """
 
 
-def _places_sql(lk: _Linker, level: str, y0, y1) -> str:
+def _places_sql(lk: _Linker, level: str, y0, y1, outcome: str = "lhw") -> str:
     chars = ["density", "transport_access", "housing_cost", "amenities"]
     if "place_characteristics" in lk.present:
         if level == "lad":
@@ -1212,12 +1312,12 @@ def _places_sql(lk: _Linker, level: str, y0, y1) -> str:
         emp AS (SELECT {level} AS place, year, CAST(sum(employment) AS DOUBLE) AS employment, count(*) AS sites,
                        count(DISTINCT entref) AS enterprises
                 FROM lu_r WHERE {level} IS NOT NULL GROUP BY {level}, year),
-        w AS (SELECT place, year, CAST(sum(n) AS DOUBLE) AS n_workers, CAST(sum(s) AS DOUBLE) / sum(n) AS mean_lhw FROM w_place
+        w AS (SELECT place, year, CAST(sum(n) AS DOUBLE) AS n_workers, {_exact_mean('s', 'n')} AS mean_{outcome} FROM w_place
               GROUP BY place, year),
         keys AS (SELECT place, year FROM pch UNION SELECT place, year FROM emp UNION SELECT place, year FROM w)
         SELECT k.place AS {level}, k.year, {', '.join('pch.' + c for c in chars)},
                coalesce(emp.employment, 0) AS employment, coalesce(emp.sites, 0) AS sites,
-               coalesce(emp.enterprises, 0) AS enterprises, coalesce(w.n_workers, 0) AS n_workers, w.mean_lhw
+               coalesce(emp.enterprises, 0) AS enterprises, coalesce(w.n_workers, 0) AS n_workers, w.mean_{outcome}
         FROM keys k
         LEFT JOIN pch ON pch.place = k.place AND pch.year = k.year
         LEFT JOIN emp ON emp.place = k.place AND emp.year = k.year

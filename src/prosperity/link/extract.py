@@ -5,7 +5,7 @@ find and do: present or not (and under which name), its type and whether the lin
 missing rate, a distinct-count estimate in the sample, and the action the linker would take. The linker's
 required columns come from its own schema (:data:`prosperity.link.schema.TABLE_COLUMNS`, ``REQUIRED_TABLES``,
 ``REAL_DATA_COLUMNS``) for the ASHE / BSD / ABS source, and from :data:`prosperity.synthetic.RTI_COLUMNS` for the
-PAYE RTI / LEED source (issue 16), whose linker profile is still to come.
+PAYE RTI / LEED source (issue 16), linked by ``build_panel(..., profile="paye_rti")``.
 
 Reading the footers costs the same whatever the table's length, and the sample is at most ``sample_rows`` rows of
 a few evenly spaced row groups, so the check runs in seconds on population-sized files (``benchmarks`` record
@@ -385,8 +385,8 @@ def check_extract(path_or_tables, source: str = "ashe", sample_rows: int = 100_0
     if source == "ashe" and "pay_periods" in given and "jobs" not in given:
         notes.append("the extract has pay_periods and no jobs: a PAYE RTI extract? check it with source='paye_rti'")
     if source == "paye_rti":
-        notes.append("checked against the documented PAYE RTI format (synthetic.RTI_COLUMNS); the linker's "
-                     "paye_rti profile is not part of this version")
+        notes.append("checked against the documented PAYE RTI format (synthetic.RTI_COLUMNS); "
+                     "link it with build_panel(..., profile='paye_rti')")
     table = pd.DataFrame(rows)
     tables = pd.DataFrame(trows)
     verdict = ("will fail" if (table["status"] == "fail").any() else

@@ -3,15 +3,18 @@
 :data:`TABLE_COLUMNS` (the package's names and the kind of each column), the lookups' keys, the keys shared by
 several tables, the column names the linker derives (:data:`DERIVED_COLUMNS`: an input column with one of these
 names is refused rather than silently used), and :data:`REAL_DATA_COLUMNS` (the names of the real ASHE, BSD,
-ABS and ONSPD variables, with how sure we are of each).
+ABS and ONSPD / NSPL variables, each verified against a cited document or marked unverified with what was searched;
+issue 16).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pandas as pd
 
 __all__ = ["TABLE_COLUMNS", "REQUIRED_TABLES", "LOOKUP_KEYS", "SHARED_KEYS", "DERIVED_COLUMNS",
-           "REAL_DATA_COLUMNS", "real_data_columns", "real_data_mapping"]
+           "REAL_DATA_COLUMNS", "RealColumn", "STATUSES", "real_data_columns", "real_data_mapping"]
 
 # Tables and columns the linker reads (package names) and the kind of each column.
 #   id: integer or string key;  int: integer;  num: number;  str: string;  bool: boolean or 0/1;
@@ -72,86 +75,209 @@ DERIVED_COLUMNS = frozenset({
     "entref_raw", "lu_entref", "_lu_found", "_pc_found", "_placed", "_bucket", "_lo", "_hi", "_ent", "_acc", "_plc",
 })
 
-#: Package name -> real variable, per table: ``(real name or SQL expression, status, note)``.
-#: Status: ``"S"`` documented in a secondary source read for this project (econ_facts.md section 4),
-#: ``"U"`` unverified (a name in common use: check it against the data dictionary before running).
-REAL_DATA_COLUMNS: dict[str, dict[str, tuple[str, str, str]]] = {
+class RealColumn(NamedTuple):
+    """One entry of :data:`REAL_DATA_COLUMNS`.
+
+    ``real``: the variable's name in the extract (or a DuckDB SQL expression over its columns); ``status``: ``"V"``
+    verified (the name and its meaning are shown in the document of ``citation``) or ``"U"`` unverified (check it
+    against the data dictionary of your extract before running); ``note``: what the variable is and what to watch;
+    ``citation``: for ``"V"``, the document, its section or page, and the address it was read at; ``searched``:
+    what was searched for it (corpus and query) and what was found, so that a ``"U"`` says why it is still one.
+    """
+
+    real: str
+    status: str
+    note: str
+    citation: str
+    searched: str
+
+
+#: The statuses of :data:`REAL_DATA_COLUMNS`: verified against a document, or not.
+STATUSES = {"V": "verified: the name and its meaning are shown in the cited document",
+            "U": "unverified: check it against the data dictionary of your extract before running"}
+
+# Documents read (through the project's search tool, in stored copies; the names were checked in the excerpt seen).
+_ASHE_DOC = ("ONS, 'Annual Survey of Hours and Earnings (ASHE) dataset user documentation' (UK Data Archive SN 6689, "
+             "Secure Access), list 'Variables in the ASHE dataset', p. 3 of 51; copy at "
+             "https://docslib.org/download/1839998/user-guide-2006")
+_NSPL_LAYOUT = ("ONS, National Statistics Postcode Lookup (NSPL) user guide, record layout (length, data "
+                "description, field name), as reproduced in github.com/elb98rm/postcode-tools "
+                "docs/main/nspl_properties.md; the NSPL CSV field names in the same repository, src/NSPLTrait.php")
+_ONSPD_2024 = ("ONS Postcode Directory, August 2024 CSV header and rows, as reproduced in github.com/DemocracyClub/"
+               "uk-geo-utils uk_geo_utils/fixtures/onspd_aug2024/onspd_test.csv")
+_ONSPD_2025 = ("ONS Postcode Directory, November 2025 CSV header (github.com/DemocracyClub/uk-geo-utils "
+               "uk_geo_utils/fixtures/onspd_nov2025/onspd_test.csv) and its field descriptions "
+               "(uk_geo_utils/models.py, AbstractOnspd)")
+_ITL_LOOKUP = ("lookup LAD23_LAU121_ITL321_ITL221_ITL121_UK_LU (fields LAD23CD, LAU121CD, ITL321CD, ITL221CD, "
+               "...), on the ArcGIS service that also serves ONSPD_LATEST_UK: https://services1.arcgis.com/"
+               "ESMARspQHYMw9BZ9/arcgis/rest/services/LAD23_LAU121_ITL321_ITL221_ITL121_UK_LU/FeatureServer/0")
+
+# What was searched (corpus: query), and what the searches found.
+_S_ASHE = (
+    "pages: 'Annual Survey of Hours and Earnings secure access UK Data Service 6689 variable list piden thrs', "
+    "'ASHE dataset user documentation variables gpay gross weekly pay thrs total paid hours basic hours overtime', "
+    "'Gpay Gross weekly pay in reference period; Basic paid hours; Thrs total paid hours', 'UK Data Archive Study "
+    "Number 6689 ASHE dataset user documentation variables in the ASHE dataset', '6689 mrdoc pdf ASHE user guide "
+    "variables', 'researchers using ASHE microdata variable gpay thrs hourly pay excluding overtime hexo'; docs: "
+    "'ASHE Annual Survey of Hours and Earnings secure access SN 6689 variables piden gpay', 'ASHE secure access "
+    "data dictionary work postcode thrs gpay occ entref', 'ASHE Gpay gross pay Bhr basic hours Ovhrs paid overtime "
+    "hours Thrs'; code: 'ASHE microdata variables piden entref luref gpay basic paid hours thrs occ', 'ASHE panel "
+    "Stata code gpay thrs piden year merge BSD entref'; find_string: 'piden'. Found: the first page of the variable "
+    "list of the ASHE dataset user documentation (Year ... Mjob; https://docslib.org/download/1839998/"
+    "user-guide-2006), the SN 6689 catalogue abstract and http://doc.ukdataservice.ac.uk/doc/6689/read6689.htm")
+_S_ASHE_IDS = (_S_ASHE + "; pages: 'ASHE dataset variables entref enterprise reference luref local unit reference "
+               "IDBR', 'IDBR enterprise reference entref local unit luref reporting unit ruref'. The SN 6689 abstract "
+               "says ASHE carries 'unique business identifiers' that link it to the ABS (SN 7451) and read6689.htm "
+               "that the restricted file has the work postcode, but neither names the variable")
+_S_BSD = (
+    "pages: 'Business Structure Database secure access user guide variables entref luref postcode employment "
+    "turnover foreign ownership', 'Business Structure Database user guide Virtual Microdata Laboratory local unit "
+    "variables list', 'IDBR enterprise reference entref local unit luref reporting unit ruref'; docs: 'Business "
+    "Structure Database variable list local unit file luref entref pcode employment sic2007', 'UK Data Service study "
+    "6697 Business Structure Database 1997-2023 Secure Access'; code: 'Business Structure Database BSD Stata do file "
+    "entref luref employment turnover sic2007 foreign ownership merge ASHE'; find_string: 'luref', 'entref'. Found: "
+    "the SN 6697 catalogue abstract (http://discover.ukdataservice.ac.uk/catalogue?sn=6697) and "
+    "http://www.esds.ac.uk/doc/6697/read6697.htm (enterprise and local-unit files; employment, employees, SIC "
+    "1992/2003/2007, legal status, foreign ownership, birth and death; anonymised postcodes; variables 'demvar', "
+    "'demvarred'), none with the names used here")
+_S_ABS = (
+    "pages: 'Annual Business Survey secure access SN 7451 variables approximate gross value added basic prices total "
+    "purchases employment costs', 'Annual Business Survey 1998-2022 Secure Access study 7451 UK Data Service'. Found: "
+    "the SN 7451 catalogue abstract (CESSDA), the ONS ABS technical report and QMI and the Scottish ABS definitions "
+    "(turnover, purchases of goods and services, aGVA at basic prices, employment costs defined), none with the "
+    "microdata variable names")
+_S_PC = (
+    "pages: 'National Statistics Postcode Lookup user guide field pcds laua rgn itl', 'ONS Postcode Directory user "
+    "guide record specification pcds laua rgn field names'; docs: 'ONS Postcode Directory ONSPD field pcds laua rgn "
+    "itl'; code: 'ONSPD columns pcd pcd2 pcds laua rgn itl ctry lsoa11'; find_string: 'variable length (e-Gif)'; "
+    "read_file: elb98rm/postcode-tools docs/main/nspl_properties.md and src/NSPLTrait.php, DemocracyClub/uk-geo-utils "
+    "fixtures onspd_aug2024 and onspd_nov2025")
+_S_CONT = ("pages: 'IDBR enterprise reference entref local unit luref reporting unit ruref Inter-Departmental Business "
+           "Register'; plus the BSD searches (" + _S_BSD.split(". Found")[0] + "). Nothing found on how IDBR "
+           "reference changes are released to researchers")
+_S_ASSEMBLED = ("not a variable of any extract: a table the researcher assembles from public series, so there is no "
+                "data dictionary to verify it against; name it as you like and pass that name")
+_S_CPI = ("pages: 'CPIH index 00: all items 2015=100 series L522'; docs: 'ONS CPIH INDEX 00 ALL ITEMS 2015=100 L522 "
+          "time series'. Found: the ONS notice re-referencing CPI and CPIH to 2015=100 (gov.uk) and third-party tool "
+          "pages on the ONS dataset cpih01, one of which calls series L55O the CPIH index; no ONS page with the series "
+          "id L522 was seen, so the id is unconfirmed")
+
+#: Package name -> real variable, per table (:class:`RealColumn`: ``real, status, note, citation, searched``).
+#: Status ``"V"``: the name and its meaning are shown in the cited document (seen through the project's search
+#: tool, issue 16); ``"U"``: unverified, with what was searched. Check every ``"U"`` row against the data dictionary
+#: of your extract before running, and the ``"V"`` rows against your extract's vintage (names change between
+#: releases: the notes say where they are known to).
+REAL_DATA_COLUMNS: dict[str, dict[str, RealColumn]] = {
     "jobs": {
-        "piden": ("piden", "S", "ASHE (SN 6689): random person identifier, stable over years"),
-        "year": ("year", "S", "ASHE: April reference year"),
-        "entref": ("entref", "U", "IDBR enterprise reference carried by ASHE"),
-        "luref": ("luref", "U", "IDBR local-unit reference; if absent, link the work postcode directly"),
-        "gpay": ("gpay", "U", "gross weekly pay (GBP)"),
-        "hours": ("thrs", "U", "total paid weekly hours (basic + paid overtime)"),
-        "age": ("age", "S", "age in April"),
-        "sex": ("sex", "S", "1 male, 2 female"),
-        "soc": ("occ", "U", "SOC code with a vintage suffix (e.g. occ10, occ20); take the major group"),
-        "ft": ("ft", "S", "1 full-time, 2 part-time (the package uses the same coding)"),
+        "piden": RealColumn(
+            "piden", "V", "ASHE (SN 6689): random person identifier, stable over years (written 'Piden' in the guide)",
+            f"{_ASHE_DOC}: 'Piden', personal identifier, a random identifier for the multiple occurrences of the same "
+            "person in the dataset", _S_ASHE),
+        "year": RealColumn(
+            "year", "V", "ASHE: survey year; the reference date is in April",
+            f"{_ASHE_DOC}: 'Year', the year of the inquiry, whose reference date is always in April", _S_ASHE),
+        "entref": RealColumn("entref", "U", "IDBR enterprise reference carried by ASHE", "", _S_ASHE_IDS),
+        "luref": RealColumn("luref", "U", "IDBR local-unit reference; if absent, link the work postcode directly", "",
+                            _S_ASHE_IDS),
+        "gpay": RealColumn("gpay", "U", "gross weekly pay (GBP)", "", _S_ASHE),
+        "hours": RealColumn("thrs", "U", "total paid weekly hours (basic + paid overtime)", "", _S_ASHE),
+        "age": RealColumn(
+            "age", "V", "age at the April reference date (16 and over only)",
+            f"{_ASHE_DOC}: 'Age', the age at the survey reference date; only people aged 16 and over", _S_ASHE),
+        "sex": RealColumn("sex", "V", "1 male, 2 female",
+                          f"{_ASHE_DOC}: 'Sex', 1 = male, 2 = female, no missing values", _S_ASHE),
+        "soc": RealColumn("occ", "U", "SOC code with a vintage suffix (e.g. occ10, occ20); take the major group", "",
+                          _S_ASHE + "; pages: 'ASHE occupation variable occ SOC2010 four digit code secure access "
+                          "dataset'"),
+        "ft": RealColumn(
+            "ft", "V", "1 full-time, 2 part-time (the linker keeps ft = 1 as full time: the same coding)",
+            f"{_ASHE_DOC}: 'Ft', full / part time marker, 1 = full time, 2 = part time", _S_ASHE),
     },
     "local_units": {
-        "luref": ("luref", "U", "BSD (SN 6697) local-unit file"),
-        "entref": ("entref", "U", "enterprise owning the local unit"),
-        "year": ("year", "U", "April snapshot year"),
-        "postcode": ("postcode", "U", "local-unit postcode (present in the BSD; name unverified)"),
-        "sic07": ("sic07", "U", "SIC 2007, 5 digits as text"),
-        "employment": ("employment", "U", "local-unit employment"),
+        "luref": RealColumn("luref", "U", "BSD (SN 6697) local-unit file", "", _S_BSD),
+        "entref": RealColumn("entref", "U", "enterprise owning the local unit", "", _S_BSD),
+        "year": RealColumn("year", "U", "April snapshot year", "", _S_BSD),
+        "postcode": RealColumn("postcode", "U", "local-unit postcode (the BSD has postcodes; read6697.htm says "
+                               "anonymised postcodes are missing for some cases; name unverified)", "", _S_BSD),
+        "sic07": RealColumn("sic07", "U", "SIC 2007, 5 digits as text", "", _S_BSD),
+        "employment": RealColumn("employment", "U", "local-unit employment (the BSD also has employees, which "
+                                 "excludes working owners)", "", _S_BSD),
     },
     "enterprises": {
-        "entref": ("entref", "U", "BSD enterprise file"),
-        "year": ("year", "U", "April snapshot year"),
-        "sic07": ("sic07", "U", "SIC 2007, 5 digits as text"),
-        "employment": ("employment", "U", "enterprise employment"),
-        "turnover": ("turnover", "U", "turnover (GBP thousands in the BSD)"),
-        "foreign_owned": ("foreign_owned", "U", "foreign ownership marker"),
+        "entref": RealColumn("entref", "U", "BSD enterprise file", "", _S_BSD),
+        "year": RealColumn("year", "U", "April snapshot year", "", _S_BSD),
+        "sic07": RealColumn("sic07", "U", "SIC 2007, 5 digits as text", "", _S_BSD),
+        "employment": RealColumn("employment", "U", "enterprise employment", "", _S_BSD),
+        "turnover": RealColumn("turnover", "U", "turnover (GBP thousands in the BSD)", "", _S_BSD),
+        "foreign_owned": RealColumn("foreign_owned", "U", "foreign ownership marker", "", _S_BSD),
     },
     "accounts": {
-        "entref": ("entref", "U", "ABS (SN 7451) reporting unit / enterprise reference"),
-        "year": ("year", "U", "calendar reference year"),
-        "gva": ("gva", "U", "approximate GVA at basic prices (aGVA); microdata name not found"),
-        "turnover": ("turnover", "U", "total turnover; microdata name not found"),
-        "purchases": ("purchases", "U", "total purchases of goods and services; name not found"),
-        "employment_costs": ("employment_costs", "U", "total employment costs; name not found"),
+        "entref": RealColumn("entref", "U", "ABS (SN 7451) reporting unit / enterprise reference", "", _S_ABS),
+        "year": RealColumn("year", "U", "calendar reference year", "", _S_ABS),
+        "gva": RealColumn("gva", "U", "approximate GVA at basic prices (aGVA); microdata name not found", "", _S_ABS),
+        "turnover": RealColumn("turnover", "U", "total turnover; microdata name not found", "", _S_ABS),
+        "purchases": RealColumn("purchases", "U", "total purchases of goods and services; name not found", "",
+                                _S_ABS),
+        "employment_costs": RealColumn("employment_costs", "U", "total employment costs; name not found", "", _S_ABS),
     },
     "postcode_lookup": {
-        "postcode": ("pcds", "S", "ONSPD/NSPL standardised postcode"),
-        "lad": ("laua", "S", "local authority district code (LAD/UA/MD/LB)"),
-        "itl3": ("itl", "U", "ITL3 code in post-2021 releases (older releases: via a LAD -> ITL lookup)"),
-        "region": ("rgn", "S", "region (former GOR) code"),
+        "postcode": RealColumn(
+            "pcds", "V", "the variable-length postcode (one space between outward and inward code); the same name in "
+            "the NSPL and in the ONSPD of August 2024 and November 2025",
+            f"{_NSPL_LAYOUT}: field PCDS, 'Unit postcode - variable length (e-Gif) version'; {_ONSPD_2024} and "
+            f"{_ONSPD_2025}: column pcds", _S_PC),
+        "lad": RealColumn(
+            "laua", "V", "local authority district (LAD/UA/MD/LB) code: 'laua' in the NSPL; the ONSPD calls it "
+            "'oslaua' (August 2024) and 'lad25cd' (November 2025): map the name of your vintage",
+            f"{_NSPL_LAYOUT}: field LAUA, 'Local Authority District (LAD)/unitary authority (UA)/ metropolitan "
+            f"district (MD)/ London borough (LB)/...', codes E06-E09 in England; {_ONSPD_2024}: column oslaua; "
+            f"{_ONSPD_2025}: lad25cd", _S_PC),
+        "itl3": RealColumn(
+            "ITL321CD", "U", "ITL3 code, from the LAD -> LAU1 -> ITL lookup joined onto the directory by district "
+            "first (the column is named for the lookup's vintage: ITL 2021 here)."
+            " Do not map the directories' own 'itl' field: it holds the LAU1 code (E07000240, St Albans, for "
+            "AL1 1AA in the August 2024 ONSPD, the same as oslaua; 'itl25cd' S30000026 in November 2025), and the "
+            "older 'nuts' field the LAU2 area",
+            "", _S_PC + f". Seen: {_ONSPD_2024} (itl = the district's LAU1 code); {_NSPL_LAYOUT} (NUTS = 'LAU2 "
+            f"area'); the {_ITL_LOOKUP}, whose field list shows ITL321CD but not its description, hence 'U'"),
+        "region": RealColumn(
+            "rgn", "V", "region (former GOR) code: 'rgn' in the NSPL CSV and the ONSPD to August 2024, 'rgn25cd' in "
+            "November 2025 (the NSPL record layout calls the field GOR)",
+            f"{_NSPL_LAYOUT}: 'Region (former GOR)', codes E12000001-E12000009 in England (field GOR in the layout, "
+            f"rgn in the CSV names); {_ONSPD_2024}: column rgn (E12000006 for AL1 1AA); {_ONSPD_2025}: rgn25cd, "
+            "'Region (former GOR)'", _S_PC),
     },
     "entref_continuity": {
-        "old_entref": ("old_entref", "U", "IDBR continuity: reference before a reorganisation"),
-        "new_entref": ("new_entref", "U", "reference after the reorganisation"),
+        "old_entref": RealColumn("old_entref", "U", "IDBR continuity: reference before a reorganisation", "", _S_CONT),
+        "new_entref": RealColumn("new_entref", "U", "reference after the reorganisation", "", _S_CONT),
     },
     "place_characteristics": {
-        "lad": ("lad", "U", "assembled by the researcher from public district series"),
-        "year": ("year", "U", ""),
-        "density": ("density", "U", "e.g. jobs per km2"),
-        "transport_access": ("transport_access", "U", "e.g. DfT journey-time statistics"),
-        "housing_cost": ("housing_cost", "U", "e.g. ONS house-price-to-earnings ratio"),
-        "amenities": ("amenities", "U", "an amenity index"),
+        "lad": RealColumn("lad", "U", "assembled by the researcher from public district series", "", _S_ASSEMBLED),
+        "year": RealColumn("year", "U", "year of the series", "", _S_ASSEMBLED),
+        "density": RealColumn("density", "U", "e.g. jobs per km2", "", _S_ASSEMBLED),
+        "transport_access": RealColumn("transport_access", "U", "e.g. DfT journey-time statistics", "", _S_ASSEMBLED),
+        "housing_cost": RealColumn("housing_cost", "U", "e.g. ONS house-price-to-earnings ratio", "", _S_ASSEMBLED),
+        "amenities": RealColumn("amenities", "U", "an amenity index", "", _S_ASSEMBLED),
     },
     "cpi": {
-        "year": ("year", "U", "calendar year"),
-        "cpih": ("cpih", "U", "ONS CPIH annual index (2015 = 100), series L522"),
+        "year": RealColumn("year", "U", "calendar year", "", _S_CPI),
+        "cpih": RealColumn("cpih", "U", "ONS CPIH annual index (2015 = 100), series L522 (id unconfirmed)", "",
+                           _S_CPI),
     },
 }
 
 
 def real_data_columns() -> pd.DataFrame:
-    """:data:`REAL_DATA_COLUMNS` as a table: ``table``, ``column`` (package), ``real`` (name or SQL
-    expression), ``status`` (``S`` documented in a secondary source, ``U`` unverified), ``note``.
+    """:data:`REAL_DATA_COLUMNS` as a table: ``table``, ``column`` (package), ``real`` (name or SQL expression),
+    ``status`` (``V`` verified against the cited document, ``U`` unverified), ``note``, ``citation`` (for ``V``:
+    document, section or page, address) and ``searched`` (what was searched and found).
 
-    Pass ``{table: {column: real}}`` as ``build_panel(..., columns=...)`` after checking each ``U`` row
-    against the data dictionary of the extract."""
-    rows = [
-        (table, col, real, status, note)
-        for table, cols in REAL_DATA_COLUMNS.items()
-        for col, (real, status, note) in cols.items()
-    ]
-    return pd.DataFrame(rows, columns=["table", "column", "real", "status", "note"])
+    Pass ``{table: {column: real}}`` (:func:`real_data_mapping`) as ``build_panel(..., columns=...)`` after checking
+    each ``U`` row against the data dictionary of the extract."""
+    rows = [(table, col, *entry) for table, cols in REAL_DATA_COLUMNS.items() for col, entry in cols.items()]
+    return pd.DataFrame(rows, columns=["table", "column", *RealColumn._fields])
 
 
 def real_data_mapping() -> dict[str, dict[str, str]]:
     """:data:`REAL_DATA_COLUMNS` in the form ``build_panel(columns=...)`` takes."""
-    return {t: {c: v[0] for c, v in cols.items()} for t, cols in REAL_DATA_COLUMNS.items()}
-
+    return {t: {c: v.real for c, v in cols.items()} for t, cols in REAL_DATA_COLUMNS.items()}
