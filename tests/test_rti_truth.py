@@ -10,7 +10,8 @@ hours are drawn each year from U(8, 29.9), a full-time worker's from N(38, 3) cl
 this outcome the true worker effect is ``alpha + E[log hours | ft]`` (part-time work lowers it), the year term is
 ``xb + log(52 / days)`` (days: 365 or 366 in a tax year), the firm and place effects are unchanged and the yearly
 deviation of log hours from its mean joins the error (heteroskedastic: large for part-time workers). The expected log
-hours are computed here from those distributions and checked against the data.
+hours come from ``synthetic.expected_log_hours()``; they are checked here against an independent integral and
+against the data.
 
 Tolerances are those of the ASHE path on the same ("workshop") size:
 
@@ -44,15 +45,17 @@ SHARE_TOL = 0.03  # tests/test_places.py: corrected shares of the variance of di
 HEADLINE = ("people", "firms", "place", "sorting")
 
 
-def expected_log_hours() -> dict[int, float]:
-    """E[log weekly hours] by the full-time proxy ``ft`` (1 full time, 2 part time) under synthetic England's hours
-    distributions: part time U(8, 29.9); full time N(38, 3) clipped to [30, 60] (rounding to 0.1 h is ignored:
-    it moves the mean log by about 1e-6)."""
+def test_expected_log_hours_is_the_integral_of_the_hours_distributions():
+    """synthetic.expected_log_hours (exact on the 0.1 h grid) against the continuous integrals of the same
+    distributions, computed here independently: part time U(8, 29.9), full time N(38, 3) clipped to [30, 60]
+    (the rounding to 0.1 h moves the mean log by about 1e-6)."""
     a, b = 8.0, 29.9
     part = (b * np.log(b) - a * np.log(a)) / (b - a) - 1.0
     full = (integrate.quad(lambda x: np.log(x) * stats.norm.pdf(x, 38, 3), 30, 60)[0]
             + np.log(30) * stats.norm.cdf(30, 38, 3) + np.log(60) * stats.norm.sf(60, 38, 3))
-    return {1: float(full), 2: float(part)}
+    mu = synthetic.expected_log_hours()
+    assert mu[1] == pytest.approx(full, abs=1e-5) and mu[2] == pytest.approx(part, abs=1e-5)
+    assert synthetic.PART_TIME_HOURS == (a, b) and synthetic.FULL_TIME_HOURS == (38.0, 3.0, 30.0, 60.0)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def world():
         columns={"industry": "industry_true"})
     w = linked.workers.drop(columns=["lhw"]).merge(truth, on=["piden", "year"], how="left", validate="one_to_one")
     assert w["alpha"].notna().all()  # every linked person-year is a true one
-    mu = expected_log_hours()
+    mu = synthetic.expected_log_hours()
     w["days_term"] = np.log(52 / w["days"])
     w["log_hours"] = w["ldw"] - w["lhw"] - w["days_term"]  # exact: pay per day = hourly pay x hours x 52 / days
     w["alpha_rti"] = w["alpha"] + w["ft"].map(mu)
@@ -77,7 +80,7 @@ def test_outcome_is_hourly_pay_times_hours(world):
     """The expected log hours by the full-time proxy, from the DGP, agree with the data within 4 standard errors;
     pay per day is hourly pay times hours (the band is the proxy: full-time hours are 30 or more)."""
     _, _, w = world
-    mu = expected_log_hours()
+    mu = synthetic.expected_log_hours()
     g = w.groupby("ft")["log_hours"].agg(["mean", "std", "count", "min", "max"])
     for ft in (1, 2):
         se = g.loc[ft, "std"] / np.sqrt(g.loc[ft, "count"])

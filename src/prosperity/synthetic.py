@@ -78,6 +78,9 @@ __all__ = [
     "RTI_REQUIRED_TABLES",
     "RTI_MESS_KINDS",
     "rti_columns",
+    "PART_TIME_HOURS",
+    "FULL_TIME_HOURS",
+    "expected_log_hours",
 ]
 
 #: The kind of folder :meth:`SyntheticEngland.to_parquet` and :func:`write_population` write (in the manifest).
@@ -332,6 +335,42 @@ def _ndtr(x):
     from scipy.special import ndtr
 
     return ndtr(x)
+
+
+#: Weekly paid hours of a part-time worker-year: uniform on this range, then rounded to 0.1 h.
+PART_TIME_HOURS = (8.0, 29.9)
+#: Weekly paid hours of a full-time worker-year: normal (mean, s.d.) clipped to [low, high], rounded to 0.1 h.
+FULL_TIME_HOURS = (38.0, 3.0, 30.0, 60.0)
+
+
+def _draw_hours(rng, parttime: np.ndarray) -> np.ndarray:
+    """Weekly paid hours of each worker-year (the one definition of the hours distributions)."""
+    a, b = PART_TIME_HOURS
+    m, sd, low, high = FULL_TIME_HOURS
+    n = len(parttime)
+    return np.round(np.where(parttime, rng.uniform(a, b, n), np.clip(rng.normal(m, sd, n), low, high)), 1)
+
+
+def expected_log_hours() -> dict[int, float]:
+    """E[log weekly hours] of a worker-year by the full-time flag ``ft`` (1 full time, 2 part time), exactly, under
+    the hours distributions of synthetic England (:data:`PART_TIME_HOURS`, :data:`FULL_TIME_HOURS`, with the
+    rounding to 0.1 h).
+
+    It is the truth a pay-per-day outcome needs: log pay per day = log hourly pay + log hours + log(52 / days), so on
+    PAYE RTI's ``ldw`` the true worker effect is ``alpha + expected_log_hours()[ft]`` (chapter 14)."""
+    def mean_log(grid, lo, hi, cdf):
+        p = cdf(hi) - cdf(lo)
+        return float(np.sum(p * np.log(grid)) / np.sum(p))
+
+    a, b = PART_TIME_HOURS
+    g = np.arange(round(a * 10), round(b * 10) + 1) / 10
+    part = mean_log(g, np.maximum(g - 0.05, a), np.minimum(g + 0.05, b), lambda x: (x - a) / (b - a))
+    m, sd, low, high = FULL_TIME_HOURS
+    g = np.arange(round(low * 10), round(high * 10) + 1) / 10
+    lo, hi = g - 0.05, g + 0.05
+    lo[0], hi[-1] = -np.inf, np.inf  # the clipped tails are rounded onto the end points
+    full = mean_log(g, lo, hi, lambda x: _ndtr((x - m) / sd))
+    return {1: full, 2: part}
 
 
 def _splitmix(x: np.ndarray, seed: int) -> np.ndarray:
@@ -904,8 +943,7 @@ def _person_years(world: _World, block: dict) -> pd.DataFrame:
     if _match_on(dgp):
         extra["match"] = _match(world, block["index"][wi], block["za"][wi], ent)
         lhw = lhw + extra["match"]
-    hours = np.where(pt, rng.uniform(8, 29.9, len(wi)), np.clip(rng.normal(38.0, 3.0, len(wi)), 30, 60))
-    hours = np.round(hours, 1)
+    hours = _draw_hours(rng, pt)
     resolved = world.ent_refs[ent, 0].copy()
     for k in (1, 2):
         r = world.ent_refs[ent, k]
