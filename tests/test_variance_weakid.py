@@ -9,7 +9,8 @@
 3. Monte Carlo: two blocks of firms joined by three movers (the between-block gap in firm effects is weakly
    identified, one eigenvalue carries ~98% of sum lambda^2): the q = 0 normal interval of var(psi) covers about
    60% of the time, the q = 1 interval at 95% or above (var(alpha) 0.96; var(psi) 0.99 and cov 0.98: conservative,
-   as the curvature-adjusted critical value bounds the worst case).
+   as the curvature-adjusted critical value bounds the worst case; the same interval with the true covariance of
+   (b_1, theta_1) covers 0.945, 0.99, 0.97, so the over-coverage is the method's, see the test's docstring).
 """
 
 import json
@@ -141,7 +142,7 @@ def test_rule_table_and_summary():
 _MC = r'''
 import json, sys
 import numpy as np, pandas as pd
-from prosperity import akm
+from prosperity import akm, variance
 from prosperity.testing import truth
 
 def blocks(seed, n_firms=8, n_workers=60, years=6, bridge=3, delta=0.25, move=0.4):
@@ -172,7 +173,7 @@ reps = int(sys.argv[1])
 rng = np.random.default_rng(5)
 C = ("var_alpha", "var_psi", "cov_alpha_psi")
 c0, c1, c, share, n = np.zeros((reps, 3)), np.zeros((reps, 3)), np.zeros((reps, 3)), np.zeros((reps, 3)), 0
-tr, fl = None, np.zeros(3)
+tr, fl, bt, lam = None, np.zeros(3), np.zeros((reps, 3, 2)), np.zeros(3)
 for b in range(reps):
     d = base.copy()
     d["y"] = d["alpha_true"] + d["psi_true"] + 0.5 * rng.standard_normal(len(d))
@@ -186,7 +187,16 @@ for b in range(reps):
         c1[b, i] = k.ci_q1[m][0] <= tr[m] <= k.ci_q1[m][1]
         c[b, i] = k.ci[m][0] <= tr[m] <= k.ci[m][1]
         share[b, i] = k.eigen_share[m]
-print(json.dumps({"q0": c0.mean(0).tolist(), "q1": c1.mean(0).tolist(), "reported": c.mean(0).tolist(),
+        bt[b, i], lam[i] = (k.weak_id[m]["b1"], k.weak_id[m]["theta1"]), k.weak_id[m]["lambda_1"]
+# oracle: the same construction with the Monte Carlo covariance of (b_1, theta_1) in place of its estimate
+orc = []
+for i, m in enumerate(C):
+    S = np.cov(bt[:, i].T)
+    rho = S[0, 1] / np.sqrt(S[0, 0] * S[1, 1])
+    z = variance._am_critical(2 * abs(lam[i] * S[0, 0] / np.sqrt(S[1, 1])) / np.sqrt(1 - rho ** 2), 0.95)
+    orc.append(float(np.mean([lo <= tr[m] <= hi for lo, hi in (variance._am_interval(lam[i], b1, t1, S, z)
+                                                                for b1, t1 in bt[:, i])])))
+print(json.dumps({"oracle": orc, "q0": c0.mean(0).tolist(), "q1": c1.mean(0).tolist(), "reported": c.mean(0).tolist(),
                   "share": share.min(0).tolist(), "n": n, "floored": fl.tolist()}))
 '''
 
@@ -195,9 +205,26 @@ print(json.dumps({"q0": c0.mean(0).tolist(), "q1": c1.mean(0).tolist(), "reporte
 def test_weak_id_interval_covers_where_normal_does_not():
     """Fixed two-block design, errors redrawn 200 times (a subprocess with one BLAS thread: on a loaded 2-core
     machine multi-threaded LAPACK on tiny matrices was 10x slower). Exact trace terms (``se_draws=0``). Measured
-    (200 draws): q = 0 coverage 0.56, 0.62, 0.50 (var_alpha, var_psi, cov); q = 1 coverage 0.96, 0.99, 0.98
-    (conservative for var(psi) and the covariance: 0.985 and 0.98 with no gap between the blocks' mean firm
-    effects); leading eigenvalue share >= 0.93."""
+    (200 draws): q = 0 coverage 0.56, 0.62, 0.50 (var_alpha, var_psi, cov); q = 1 coverage 0.96, 0.99, 0.98;
+    leading eigenvalue share >= 0.93.
+
+    Why var(psi) and the covariance cover above 95% (issue 13; 400 draws of this design: q = 1 0.970, 0.995,
+    0.988): it is the method, not our implementation of it.
+    - Not the 1.96 floor of the critical value: the curvatures here are 2.0-2.7 (var_alpha), 5-13 (var_psi) and
+      7.5-15 (cov), where the exact quantile is above 1.96 anyway (critical values 2.03-2.43); the floor never binds.
+    - Not the estimate of Sigma: the mean estimated var(b_1), var(theta_1) and cov(b_1, theta_1) match their Monte
+      Carlo values (0.2515 vs 0.2515; 2.12e-5 vs 2.36e-5 for var_psi; 9.77e-6 vs 9.85e-6 for cov; estimated and
+      Monte Carlo correlations both ~0), and the ORACLE interval (Monte Carlo Sigma) covers 0.963, 0.990, 0.973.
+    - Not the ellipse image: ``_am_interval`` equals AM_CI.m's quartic (test above).
+    - KSS's own critical value (Appendix C.6.1 / AM_CI.m's simulated table: the quantile of
+      sqrt(chi2_1 + (chi_1 + 1/C)^2) - 1/C, the worst case of Andrews and Mikusheva 2016) is LARGER than ours
+      (2.33 / 2.40 / 2.42 at this design's curvatures): with it coverage is 0.983, 0.995, 0.990.
+    The curvature-adjusted critical value bounds the distance to any curve of curvature <= C; at the high curvatures
+    of var(psi) and cov it is near sqrt(chi2_2(0.95)) = 2.45, and the interval is close to the projection of a 2-D
+    95% ellipse, which covers a scalar at up to P(chi2_1 <= 5.99) = 0.986. The critical value that would cover
+    exactly 95% here is 1.82 / 1.75 / 1.90 (design-specific, not known to the analyst). Hence the upper bound 0.995
+    for those two components below, and the oracle check: the conservatism survives a known Sigma.
+    """
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", _MC, "200", "0"], capture_output=True, text=True, env=env, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -206,10 +233,12 @@ def test_weak_id_interval_covers_where_normal_does_not():
     assert min(res["share"]) > 0.5  # one eigenvalue dominates: the rule reports q = 1 for every component
     assert res["reported"] == res["q1"]
     q0, q1 = dict(zip(COMPS, res["q0"])), dict(zip(COMPS, res["q1"]))
-    # nominal or conservative: the curvature-adjusted critical value bounds the worst case (Monte Carlo s.e. of a
-    # coverage rate from 200 draws: 1.5 points)
+    orc = dict(zip(COMPS, res["oracle"]))
+    # Monte Carlo s.e. of a coverage rate from 200 draws: 1.5 points
     assert abs(q1["var_alpha"] - 0.95) <= 0.03, q1
-    assert 0.92 <= q1["var_psi"] <= 0.995, q1
+    assert 0.92 <= q1["var_psi"] <= 0.995, q1  # conservative by construction (docstring)
     assert 0.92 <= q1["cov_alpha_psi"] <= 0.995, q1
     assert all(v < 0.8 for v in q0.values()), q0  # the normal interval under-covers badly here
+    # the over-coverage is the method's: with the true (Monte Carlo) Sigma it remains (measured 0.945, 0.99, 0.97)
+    assert orc["var_psi"] >= 0.975 and all(v >= 0.93 for v in orc.values()), orc
     assert max(res["floored"]) <= 10  # V(theta_1) estimates not positive (conservative fallback): measured 3
