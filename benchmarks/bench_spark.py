@@ -30,8 +30,13 @@ SESSION = dict(master="local[2]", shuffle_partitions=4)
 
 
 def spark_session(master="local[2]", shuffle_partitions=4, driver_memory="2g"):
-    """A local-mode session like the tests' (UI off, loopback only), as on a laptop or CI."""
+    """A local-mode session like the tests' (UI off, loopback only), as on a laptop or CI. Its Python workers run
+    this interpreter (the venv with pyarrow, which the linker's pandas UDF needs), as in tests/test_spark.py."""
+    import os
+
     from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     spark = (SparkSession.builder.master(master).appName("prosperity-bench")
              .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
