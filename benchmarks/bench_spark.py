@@ -4,7 +4,8 @@ The synthetic England of each size is written once to Parquet; each engine then 
 its own Python process (``build_panel(dir, output=..., engine=...)``) and fits AKM on the panel it wrote
 (``akm.fit`` on DuckDB's side, ``akm_spark.fit`` on Spark's: ``akm_s``, and the largest difference of the firm
 effects between the two), so the peak memory of a run is its own:
-``ru_maxrss`` of the Python process, plus for Spark the high-water mark (``VmHWM``) of the JVM, which in local
+``VmHWM`` of the Python process (not ``ru_maxrss``, which Linux keeps across ``execve``, so a child would report
+the parent's peak), plus for Spark the high-water mark (``VmHWM``) of the JVM, which in local
 mode is the driver and the executors at once. Spark's time includes starting the session (reported apart). The
 panels written by the two engines are then read back and compared exactly (sorted), with the ledgers.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -32,8 +34,6 @@ SESSION = dict(master="local[2]", shuffle_partitions=4)
 def spark_session(master="local[2]", shuffle_partitions=4, driver_memory="2g"):
     """A local-mode session like the tests' (UI off, loopback only), as on a laptop or CI. Its Python workers run
     this interpreter (the venv with pyarrow, which the linker's pandas UDF needs), as in tests/test_spark.py."""
-    import os
-
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -58,7 +58,6 @@ def _vm_hwm(pid: int) -> int:
 
 def child(engine: str, src: str, out: str) -> dict:
     """One run, in this process: link ``src`` into ``out`` on ``engine``; returns times and peak memory."""
-    import resource
     import warnings
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -92,7 +91,7 @@ def child(engine: str, src: str, out: str) -> dict:
                **akm_extra,
                workers=int(ld.ledger[ld.ledger["table"] == "jobs"]["rows_out"].iloc[-1]),
                raw_jobs=int(ld.ledger[ld.ledger["table"] == "jobs"]["rows_in"].iloc[0]),
-               python_peak_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+               python_peak_mib=round(_vm_hwm(os.getpid()) / 2**20))  # not ru_maxrss: kept across exec
     res["jvm_peak_mib"] = round(_vm_hwm(jvm) / 2**20) if jvm else 0
     return res
 
@@ -150,7 +149,7 @@ def main():
             f"{pyspark.__version__} `{SESSION['master']}` ({SESSION['shuffle_partitions']} shuffle partitions), "
             "synthetic England seed 0 read from Parquet, panels written with `output=`. `start_s`: Spark session "
             "start; `link_s`: `build_panel`; `akm_s`: AKM on the linked panel; peak memory: Python process "
-            "(`ru_maxrss`) and the JVM (`VmHWM`; in local mode driver and executors are one JVM). `identical`: the "
+            "(`VmHWM`) and the JVM (`VmHWM`; in local mode driver and executors are one JVM). `identical`: the "
             "panels and ledgers of the two engines compared exactly after sorting; `akm_max_psi_diff`: the largest "
             "difference of the firm effects.\n\n" + table.to_markdown(index=False) + "\n")
     (ROOT / "benchmarks" / "results" / "spark.md").write_text(text)
