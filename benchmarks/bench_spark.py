@@ -131,7 +131,8 @@ def main():
                 p = subprocess.run([sys.executable, __file__, "--child", engine, str(src), str(outs[engine])],
                                    capture_output=True, text=True)
                 if p.returncode != 0:  # say why: the child's own traceback, not only its exit status
-                    sys.exit(f"bench_spark: the {engine} run on {size} failed:\n{p.stderr[-4000:]}")
+                    err = p.stderr[p.stderr.rfind("Traceback"):] if "Traceback" in p.stderr else p.stderr
+                    sys.exit(f"bench_spark: the {engine} run on {size} failed:\n{err[:6000]}")
                 r = json.loads(p.stdout.strip().splitlines()[-1])
                 rows.append({"size": size, **r})
                 print(rows[-1], flush=True)
