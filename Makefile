@@ -43,16 +43,21 @@ spark: $(SPARK_STAMP)
 
 ## make book: the executed HTML book in _build/html (execution cached for fast rebuilds).
 book: $(STAMP)
+	$(BIN)/python tools/execute_chapters.py
 	$(JB) build . --keep-going
 	@echo "Open _build/html/index.html"
 
 ## make test: unit tests (Spark's included), a strict clean build of the book (it executes every chapter: a cell
 ## that raises fails it), then the participants' pack and each chapter's execution time from the build's records.
 ## `make chapters` runs the chapters cell by cell through nbval, to read a failure cell by cell.
+## Parallel on every core: pytest-xdist runs test files (unit) and pack notebooks side by side, and
+## tools/execute_chapters.py executes the chapters side by side into the build's cache before the build renders.
+## JOBS=1 runs everything one at a time.
+JOBS ?= auto
 test: unit book-strict pack
 
 unit: $(STAMP) $(SPARK_STAMP) browser
-	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q -m "not pack"
+	PROSPERITY_CHECK_OFFLINE=1 $(BIN)/python -m pytest tests -q -m "not pack" -n $(JOBS) --dist loadfile
 
 ## make test-spark: only the Spark tests (the linker and AKM on Spark local mode against DuckDB; part of make unit).
 test-spark: $(SPARK_STAMP)
@@ -60,13 +65,14 @@ test-spark: $(SPARK_STAMP)
 
 ## make pack: the participants' notebooks (rendered from the book build's executed chapters) run cell by cell.
 pack: $(STAMP)
-	$(BIN)/python -m pytest tests/test_chapter_times.py tests/test_pack.py -q -m pack
+	$(BIN)/python -m pytest tests/test_chapter_times.py tests/test_pack.py -q -m pack -n $(JOBS) --dist load
 
 chapters: $(STAMP)
 	$(BIN)/python -m pytest notebooks -q --nbval-lax --nbval-current-env
 
 book-strict: $(STAMP)
 	rm -rf _build
+	$(BIN)/python tools/execute_chapters.py $(if $(filter auto,$(JOBS)),,--jobs $(JOBS))
 	$(JB) build . -W -n --keep-going
 
 bench: $(STAMP)
