@@ -54,6 +54,7 @@ __all__ = [
     "fit_fixed_effects",
     "MultiwayResult",
     "fit",
+    "fit_panel",
     "AKMResult",
     "ConvergenceWarning",
     "event_study",
@@ -633,6 +634,147 @@ def fit(data: pd.DataFrame, y: str, worker: str, firm: str, time: str | None = N
                      backend=backend, _rows=rows)
 
 
+def _panel_source(source) -> tuple[str, str]:
+    """(DuckDB relation, table name for messages) of a :func:`fit_panel` source: a ``link.build_panel(...,
+    output=)`` folder (verified against its manifest, sizes and row counts; its ``workers.parquet``), a Parquet
+    file, or a folder or glob of Parquet files."""
+    from pathlib import Path
+
+    from . import _io
+
+    p = Path(source)
+    lit = lambda q: "'" + str(q).replace("'", "''") + "'"  # noqa: E731
+    if p.is_dir() and (p / _io.MANIFEST).is_file():
+        man = _io.verify(p, checksums=False)
+        if man.get("kind") == "linked_panel":
+            return f"read_parquet({lit(p / 'workers.parquet')})", "workers"
+        _checks.fail(f"{p} is a {man.get('kind')!r} folder, not a linked panel (link.build_panel(..., output=)) or "
+                     "a folder of Parquet files", "source", kind=_checks.InputError)
+    if p.is_dir():
+        if not any(p.rglob("*.parquet")):
+            _checks.fail(f"{p} holds no Parquet file", "source")
+        return f"read_parquet({lit(p / '**' / '*.parquet')})", p.name
+    if p.is_file() or any(ch in str(source) for ch in "*?["):
+        return f"read_parquet({lit(source)})", p.stem
+    _checks.fail(f"{source}: no such file or folder", "source")
+
+
+def fit_panel(source, y: str = "lhw", worker: str = "piden", firm: str = "entref", connected: str = "largest",
+              leave_out: str = "obs", pruning: str = "kss", where: str | None = None, tol: float = 1e-10,
+              maxiter: int = 10000, memory_limit: str | None = "4GB", threads: int | None = None,
+              temp_directory: str | None = None) -> AKMResult:
+    """The two-way AKM model fitted from a worker-year panel on disk, collapsed to worker-firm matches in DuckDB.
+
+    The population-scale path: ``source`` is the folder written by ``link.build_panel(..., output=folder)`` (its
+    ``workers.parquet``, checked against the folder's manifest), or any Parquet file, folder or glob with one row
+    per worker-year. No person-year array is ever held in Python. Stages, each releasing its memory before the
+    next:
+
+    1. DuckDB (``memory_limit``, spilling to ``temp_directory``) checks the columns (numeric ``y``; no missing
+       worker, firm or ``y``; no infinite ``y``: errors name the column and the first ids) and collapses the
+       person-years to matches: ``(worker, firm, count, mean y, sum of (y - mean)^2)``, the workers and firms coded
+       to sorted int32 codes (the order of :func:`fit`), sorted by worker then firm;
+    2. :func:`prosperity.network.prune_matches` restricts the matches to the largest or the leave-one-out connected
+       set, counting person-years per match (every rule of :func:`prosperity.network.prune` keeps or drops whole
+       matches, so the kept sample, ledger and counts are those of the person-year pruning);
+    3. weighted least squares on the match means (weights: person-years), exactly as
+       ``fit(..., collapse="matches")``: see :func:`fit` for what collapsing leaves unchanged (the effects, the
+       sample, the fit statistics, the plug-in moments, leverages and the KSS estimates, leave-one-observation-out
+       and leave-match-out).
+
+    Returns the same :class:`AKMResult` as ``fit(panel, y, worker, firm, connected=..., collapse="matches")`` on the
+    panel read into memory (the same effects to CG tolerance, tested in ``tests/test_england_path.py``), with
+    ``diagnostics["source"]`` and ``diagnostics["collapse_seconds"]``; :meth:`AKMResult.decompose` runs on it
+    (``"kss"``, ``se=True`` included). One difference: a tie between two connected components with the same number
+    of person-years goes to the component of the first match (worker, firm order) rather than of the first row.
+
+    No time effects or controls (they vary within a match); partial them out of ``y`` first if needed.
+    ``where``: an optional SQL condition on the panel's columns (e.g. ``"year >= 2010"``), applied before collapsing.
+    The panel must have one row per worker and year (``link.build_panel`` guarantees it; this function does not
+    re-check it). Memory: DuckDB's ``memory_limit`` in stage 1, then about 40 bytes per match (matches are about a
+    fifth of the person-years of a typical panel) plus the firm-sized Laplacian.
+    """
+    import duckdb
+
+    _checks.require_choice(connected, "connected", ("largest", "leave_one_out"))
+    _checks.require_choice(leave_out, "leave_out", network.LEAVE_OUT)
+    _checks.require_choice(pruning, "pruning", network.PRUNING)
+    if len({y, worker, firm}) < 3:
+        _checks.fail(f"y, worker and firm must be three different columns, got {y!r}, {worker!r}, {firm!r}", "source")
+    rel, table = _panel_source(source)
+    t0 = _time.perf_counter()
+    config = {"preserve_insertion_order": False}
+    if memory_limit is not None:
+        config["memory_limit"] = str(memory_limit)
+    if threads is not None:
+        config["threads"] = int(threads)
+    if temp_directory is not None:
+        config["temp_directory"] = str(temp_directory)
+    con = duckdb.connect(":memory:", config=config)
+    q = lambda c: '"' + c.replace('"', '""') + '"'  # noqa: E731
+    try:
+        cols = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {rel})").fetchall())
+        missing = [c for c in (y, worker, firm) if c not in cols]
+        if missing:
+            _checks.fail(f"missing column(s) {missing} (has {sorted(cols)})", table, missing[0])
+        num = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+               "FLOAT", "REAL", "DOUBLE")
+        if not (cols[y] in num or cols[y].startswith("DECIMAL")):
+            _checks.fail(f"must be numeric, got type {cols[y]}", table, y)
+        src = f"(SELECT {q(worker)} AS w, {q(firm)} AS f, CAST({q(y)} AS DOUBLE) AS y FROM {rel}" + \
+            (f" WHERE {where})" if where else ")")
+        con.execute(f"CREATE TEMP VIEW src AS {src}")
+        bad = con.execute("SELECT count(*) FILTER (w IS NULL), count(*) FILTER (f IS NULL), "
+                          "count(*) FILTER (y IS NULL OR isinf(y) OR isnan(y)), count(*) FROM src").fetchone()
+        for k, (c, cond) in enumerate(((worker, "w IS NULL"), (firm, "f IS NULL"),
+                                       (y, "y IS NULL OR isinf(y) OR isnan(y)"))):
+            if bad[k]:
+                ids = [r[0] for r in con.execute(f"SELECT w FROM src WHERE {cond} LIMIT 5").fetchall()]
+                _checks.fail(f"{bad[k]:,} missing{' or infinite' if c == y else ''} value(s); drop or impute them "
+                             "explicitly before fitting (no row is dropped silently)", table, c, ids, worker)
+        if bad[3] == 0:
+            _checks.fail("has no rows", table)
+        con.execute("CREATE TEMP TABLE m AS SELECT w, f, count(*)::INTEGER AS c, avg(y) AS ybar, "
+                    "coalesce(var_pop(y), 0) * count(*) AS ss FROM src GROUP BY w, f")
+        con.execute("CREATE TEMP TABLE wk AS SELECT w, (row_number() OVER (ORDER BY w) - 1)::INTEGER AS i "
+                    "FROM (SELECT DISTINCT w FROM m)")
+        con.execute("CREATE TEMP TABLE fk AS SELECT f, (row_number() OVER (ORDER BY f) - 1)::INTEGER AS j "
+                    "FROM (SELECT DISTINCT f FROM m)")
+        arr = con.execute("SELECT wk.i, fk.j, m.c, m.ybar, m.ss FROM m JOIN wk USING (w) JOIN fk USING (f) "
+                          "ORDER BY wk.i, fk.j").fetchnumpy()
+        con.execute("DROP TABLE m")
+        wid = con.sql("SELECT w FROM wk ORDER BY i").to_arrow_table().column(0).to_pandas()
+        fid = con.sql("SELECT f FROM fk ORDER BY j").to_arrow_table().column(0).to_pandas()
+    finally:
+        con.close()
+    mi, mj = (np.asarray(arr[k], dtype=np.int32) for k in ("i", "j"))
+    c = np.asarray(arr["c"], dtype=np.int64)
+    ybar, ss = (np.asarray(arr[k], dtype=float) for k in ("ybar", "ss"))
+    del arr
+    wid, fid = pd.Index(wid, name=worker), pd.Index(fid, name=firm)
+    if ybar.min() == ybar.max() and not ss.any():
+        _checks.fail(f"is constant (every value is {ybar[0]!r}): there is no variation for the effects to explain",
+                     table, y)
+    t_collapse = _time.perf_counter() - t0
+    pr = network.prune_matches(mi, mj, c, len(wid), len(fid), leave_out if connected == "leave_one_out" else None,
+                               pruning)
+    t_net = _time.perf_counter() - t0 - t_collapse
+    ledger, summary, lo = pr.ledger, pr.counts, pr.leave_out
+    _check_identified(summary, connected, firm, table)
+    if not pr.rows.all():
+        keep = np.flatnonzero(pr.rows)
+        mi, mj, c, ybar, ss = mi[keep], mj[keep], c[keep], ybar[keep], ss[keep]
+        del keep
+    del pr
+    mi, wid = _recode(mi, wid)
+    mj, fid = _recode(mj, fid)
+    res = _fit_matches(mi, mj, c.astype(float), ybar, ss, wid, fid, ledger, summary, connected, lo, pruning, t_net,
+                       tol, maxiter, {"y": y, "worker": worker, "firm": firm, "time": None, "controls": ()},
+                       _time.perf_counter())
+    res.diagnostics.update(source=str(source), collapse_seconds=t_collapse)
+    return res
+
+
 def _collapse_matches(wc: np.ndarray, fc: np.ndarray, yv: np.ndarray, nw: int, nf: int):
     """Worker-firm matches of a panel given as integer codes: ``(mi, mj, c, ybar, ss, row_match)``.
 
@@ -657,9 +799,18 @@ def _collapse_matches(wc: np.ndarray, fc: np.ndarray, yv: np.ndarray, nw: int, n
 def _fit_collapsed(wc, wid, fc, fid, yv, ledger, summary, connected, lo, pruning, t_net, tol, maxiter, names):
     """:func:`fit` with ``collapse="matches"``: weighted least squares on the match means (see :func:`fit`)."""
     t1 = _time.perf_counter()
-    n = len(yv)
     mi, mj, c, ybar, ss, _ = _collapse_matches(wc, fc, yv, len(wid), len(fid))
-    del wc, fc
+    del wc, fc, yv
+    return _fit_matches(mi, mj, c, ybar, ss, wid, fid, ledger, summary, connected, lo, pruning, t_net, tol, maxiter,
+                        names, t1)
+
+
+def _fit_matches(mi, mj, c, ybar, ss, wid, fid, ledger, summary, connected, lo, pruning, t_net, tol, maxiter, names,
+                 t1):
+    """Weighted least squares on match means: ``mi``, ``mj`` int32 codes sorted by worker then firm, ``c``
+    person-years, ``ybar`` match means, ``ss`` within-match sums of squares; ``wid``, ``fid`` the ids of the
+    codes. Shared by :func:`fit` (``collapse="matches"``) and :func:`fit_panel`."""
+    n = int(round(float(c.sum())))
     sys_ = System(mi, len(wid), [mj], [len(fid)], c)
     _, alpha, theta, ebar, it, rel = _solve(sys_, ybar, None, tol, maxiter, [])
     psi = theta[:len(fid)]

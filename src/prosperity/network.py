@@ -56,6 +56,7 @@ __all__ = [
     "largest_connected_set",
     "leave_one_out_set",
     "prune",
+    "prune_matches",
     "Pruned",
     "ConnectedSet",
     "LEAVE_OUT",
@@ -90,15 +91,19 @@ class _Matches:
     to break ties between components of equal size by the first row of the data.
     """
 
-    def __init__(self, wc: np.ndarray, fc: np.ndarray, nw: int, nf: int):
+    def __init__(self, wc: np.ndarray | None, fc: np.ndarray | None, nw: int, nf: int, matches=None):
+        self.nw, self.nf = nw, nf
+        self._memo = []  # (method, mask, value): each mask is asked for its counts and components several times
+        if matches is not None:  # already collapsed: (worker, firm, rows) per match, sorted by worker then firm
+            self.pw, self.pf, self.rows = matches
+            self.fc = self.pf  # ties between components go to the firm of the first match
+            return
         self.fc = fc
         A = sp.csr_matrix((np.ones(len(wc), dtype=np.int32), (wc, fc)), shape=(nw, nf))
         A.sum_duplicates()  # canonical: sorted by worker, then firm
-        self.nw, self.nf = nw, nf
         self.pw = np.repeat(np.arange(nw, dtype=np.int32), np.diff(A.indptr))  # worker of each match
         self.pf = A.indices  # firm of each match
         self.rows = A.data  # rows (person-periods) in each match
-        self._memo = []  # (method, mask, value): each mask is asked for its counts and components several times
 
     def _cached(self, name: str, km: np.ndarray, fn):
         for n, m, v in self._memo:
@@ -355,8 +360,45 @@ def prune(wc: np.ndarray, fc: np.ndarray, nw: int, nf: int, leave_out: str | Non
     """
     _checks.require_choice(leave_out, "leave_out", LEAVE_OUT)
     _checks.require_choice(pruning, "pruning", PRUNING)
-    lo = "match" if leave_out == "worker" else leave_out
     net = _Matches(wc, fc, nw, nf)
+    km, ledger, counts, lo, it = _prune(net, leave_out, pruning, max_iter)
+    keep = np.bincount(net.pw[km], minlength=nw) > 0
+    if pruning == "kss" or km.all():
+        rows = keep[wc]
+    else:  # the match of every row: matches are sorted by (worker, firm), so by this key
+        key = wc.astype(np.int64) * nf + fc
+        rows = km[np.searchsorted(net.pw.astype(np.int64) * nf + net.pf, key)]
+    return Pruned(rows, keep, ledger, counts, lo, pruning, it)
+
+
+def prune_matches(mw: np.ndarray, mf: np.ndarray, rows: np.ndarray, nw: int, nf: int,
+                  leave_out: str | None = None, pruning: str = "kss", max_iter: int = 100) -> Pruned:
+    """:func:`prune` on a panel already collapsed to its distinct worker-firm matches.
+
+    ``mw``, ``mf``: worker and firm code of every match (int32, ``0..nw-1`` and ``0..nf-1``), sorted by worker
+    then firm, each pair once; ``rows``: the person-periods of each match. Every step of :func:`prune` keeps or
+    drops whole matches and counts person-periods only through these counts, so the kept matches, the ledger and
+    the counts are exactly those of :func:`prune` on the person-periods, with one exception: a tie between two
+    components with the same number of rows goes to the component of the first match (in worker, firm order)
+    instead of the first row of the data. Used by :func:`prosperity.akm.fit_panel`, which never holds the
+    person-periods. Returns a :class:`Pruned` whose ``rows`` is a mask over the **matches**."""
+    _checks.require_choice(leave_out, "leave_out", LEAVE_OUT)
+    _checks.require_choice(pruning, "pruning", PRUNING)
+    mw = np.asarray(mw)
+    mf = np.asarray(mf)
+    if len(mw) > 1:
+        key = mw.astype(np.int64) * nf + mf
+        if not (np.diff(key) > 0).all():
+            raise ValueError("prune_matches: the matches must be distinct and sorted by worker, then firm")
+    net = _Matches(None, None, nw, nf, matches=(mw, mf, np.asarray(rows)))
+    km, ledger, counts, lo, it = _prune(net, leave_out, pruning, max_iter)
+    keep = np.bincount(net.pw[km], minlength=nw) > 0
+    return Pruned(km, keep, ledger, counts, lo, pruning, it)
+
+
+def _prune(net: _Matches, leave_out, pruning: str, max_iter: int):
+    """The steps of :func:`prune` on a :class:`_Matches`: (kept matches, ledger, counts, rule, rounds)."""
+    lo = "match" if leave_out == "worker" else leave_out
     ledger = []
 
     def record(step, before, after, reason):
@@ -408,13 +450,7 @@ def prune(wc: np.ndarray, fc: np.ndarray, nw: int, nf: int, leave_out: str | Non
                 continue
             break
     counts = pd.DataFrame({"input": net.stats(everything), "kept": net.stats(km)})
-    keep = np.bincount(net.pw[km], minlength=nw) > 0
-    if pruning == "kss" or km.all():
-        rows = keep[wc]
-    else:  # the match of every row: matches are sorted by (worker, firm), so by this key
-        key = wc.astype(np.int64) * nf + fc
-        rows = km[np.searchsorted(net.pw.astype(np.int64) * nf + net.pf, key)]
-    return Pruned(rows, keep, pd.DataFrame(ledger, columns=LEDGER_COLUMNS), counts, lo, pruning, it)
+    return km, pd.DataFrame(ledger, columns=LEDGER_COLUMNS), counts, lo, it
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -41,7 +41,9 @@ place component of a gap, ``people`` the people component.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -90,10 +92,26 @@ _LEVELS = ("lad", "itl3", "region")
 # helpers
 
 
-def _panel(linked) -> pd.DataFrame:
-    """The worker-year panel: ``linked.workers`` of a :class:`prosperity.link.LinkedData`, or a DataFrame."""
+def _panel(linked, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The worker-year panel: ``linked.workers`` of a :class:`prosperity.link.LinkedData`, a DataFrame, or the
+    folder written by ``link.build_panel(..., output=folder)`` (checked against its manifest; only ``columns`` of
+    its ``workers.parquet`` are read, text columns as categoricals, so that a population panel is read at a few
+    bytes per column and person-year rather than as Python strings)."""
     if isinstance(linked, pd.DataFrame):
         return linked
+    if isinstance(linked, (str, os.PathLike)):
+        import pyarrow.parquet as pq
+
+        from . import _io
+
+        folder = Path(linked)
+        man = _io.verify(folder, "linked_panel", checksums=False)
+        if "workers.parquet" not in man["files"]:
+            fail(f"{folder} has no workers.parquet (a linked panel without a worker panel)", "workers")
+        path = folder / "workers.parquet"
+        have = pq.read_schema(path).names
+        cols = have if columns is None else [c for c in dict.fromkeys(columns) if c in have]
+        return pq.read_table(path, columns=cols).to_pandas(strings_to_categorical=True)
     workers = getattr(linked, "workers", None)
     if isinstance(workers, pd.DataFrame):
         return workers
@@ -254,7 +272,8 @@ def place_effects(linked, model: str = "worker+firm+place", *, level: str = "lad
 
     Parameters
     ----------
-    linked : a :class:`prosperity.link.LinkedData` (its ``.workers`` panel is used) or a worker-year DataFrame.
+    linked : a :class:`prosperity.link.LinkedData` (its ``.workers`` panel is used), a worker-year DataFrame, or the
+        folder of ``link.build_panel(..., output=folder)`` (only the columns used are read from its ``workers.parquet``).
     model : ``"worker+place"`` (a), ``"worker+firm+place"`` (b) or ``"worker+place×industry"`` (c); see the module
         docstring for the equations and what identifies each.
     level : the geography column the places are keyed by: ``"lad"`` (district), ``"itl3"`` or ``"region"``.
@@ -277,7 +296,7 @@ def place_effects(linked, model: str = "worker+firm+place", *, level: str = "lad
     PlaceEffects
     """
     model = _norm_model(model)
-    df = _panel(linked)
+    df = _panel(linked, [y, worker, firm, industry, time, *controls, *_LEVELS])
     cols = [y, worker, level] + ([firm] if model != "worker+place" else []) + \
         ([industry] if model == "worker+place×industry" else []) + ([time] if time else []) + list(controls)
     # the firm and industry columns are carried along when present, for counts and the gap decomposition
@@ -750,7 +769,9 @@ def decompose_gaps(linked, level: str = "lad", *, effects: PlaceEffects | None =
     require_choice(level, "level", _LEVELS)
     if splits < 1:
         raise ValueError(f"splits must be at least 1, got {splits}")
-    df = _panel(linked)
+    df = _panel(linked, [kwargs.get("y", "lhw"), kwargs.get("worker", "piden"), kwargs.get("firm", "entref"),
+                         kwargs.get("industry", "industry"), kwargs.get("time", "year"), *kwargs.get("controls", ()),
+                         *_LEVELS])
     if effects is None:
         effects = place_effects(df, model=model, level=fit_level, se=se, folds=folds, seed=seed, quiet=quiet,
                                 **kwargs)

@@ -696,6 +696,21 @@ def _jla_P(mt: _Matches, draws: int, seed: int, tol: float, batch: int | None, q
                 "noisy_leverages": n_noisy, "pilot_draws": int(st[2]), "exact_target_met": n_noisy <= len(redo)}
 
 
+#: memory for the (matches x draws) and (workers x draws) working arrays of one pass of the trace and the
+#: standard-error draws: the number of draws per pass is capped so that they stay within it (1 GiB)
+_PASS_BYTES = 2**30
+
+
+def _draws_per_pass(nm: int, nw: int, per_draw: tuple = (5, 6)) -> int:
+    """Random-projection draws per pass over the data that keep the working arrays of one pass within
+    ``_PASS_BYTES``: about ``per_draw[0]`` match-sized and ``per_draw[1]`` worker-sized float64 columns per draw
+    (:func:`_trace_bias`: ``U``, its aggregates and the worker effects of two right-hand sides per draw). Below a
+    few million matches the cap is above the batch sizes used (so small problems draw exactly as before); at the
+    size of England it is one or two draws per pass, so memory stays flat as the panel grows and the cost stays
+    linear (each pass is one block CG solve on the firm Laplacian and a few sparse products)."""
+    return int(max(1, _PASS_BYTES // (8 * (per_draw[0] * max(nm, 1) + per_draw[1] * max(nw, 1)))))
+
+
 def _trace_bias(mt: _Matches, K: np.ndarray, draws, seed: int, tol: float, mc_target: float | None = None,
                 max_draws: int = 1000):
     """Hutchinson estimate of the bias sum_m K_m B_m of the three plug-in components.
@@ -714,15 +729,16 @@ def _trace_bias(mt: _Matches, K: np.ndarray, draws, seed: int, tol: float, mc_ta
     FDT = sys_.FD.T.tocsr()  # workers x firms, person-years of each match
     auto = draws == "auto"
     total = max_draws if auto else int(draws)
-    step = 10 if auto else int(max(1, min(50, 1e7 // max(nm, 1))))
+    cap = _draws_per_pass(nm, mt.nw)
+    step = min(10, cap) if auto else int(max(1, min(50, cap, 1e7 // max(nm, 1))))
     out = {"psi": [], "alpha": [], "cov": []}
     it_total, done = 0, 0
     res: dict = {}
     while done < total:
         b = min(step, total - done)
-        R = _rademacher(rng, nm, b)
-        WU = np.hstack([R * K[:, None], R])  # weighted outcomes whose WLS fits are S^-1 Z' diag(K) r, S^-1 Z' r
-        del R
+        WU = np.empty((nm, 2 * b))  # weighted outcomes whose WLS fits are S^-1 Z' diag(K) r, S^-1 Z' r
+        WU[:, b:] = _rademacher(rng, nm, b)
+        np.multiply(WU[:, b:], K[:, None], out=WU[:, :b])
         DtWU = mt.DtM @ WU
         rhs = mt.FtM @ WU - sys_.FD @ (DtWU / mt.T[:, None])  # F'W M_D U
         del WU
@@ -746,7 +762,7 @@ def _trace_bias(mt: _Matches, K: np.ndarray, draws, seed: int, tol: float, mc_ta
             if worst <= 1:
                 return res, done, it_total, True
             # projected total for the target (10% margin), in batches of at most 50 draws
-            step = int(min(50, max(10, np.ceil(done * (1.1 * worst ** 2 - 1)))))
+            step = int(min(50, cap, max(10, np.ceil(done * (1.1 * worst ** 2 - 1)))))
     return res, done, it_total, (all(se <= mc_target for _, se in res.values()) if auto and mc_target else None)
 
 
@@ -975,7 +991,9 @@ def _kss_se(result, mt, lo, P_row, leverage, Bex, cache, draws, seed, tol, batch
     else:  # per-match JLA estimates of B_ll (as leverages(..., leverage="jla")), computed once per fit
         key = ("jla_B", draws, seed, tol)
         if key not in cache:
-            cache[key] = _jla(mt, draws, seed + 1, tol, batch or 10, True, need_P=False)[1:4]  # batches of 10
+            # batches of 10 draws, fewer where the (matches x batch) arrays would outgrow _PASS_BYTES
+            cache[key] = _jla(mt, draws, seed + 1, tol, batch or min(10, _draws_per_pass(len(mt.c), mt.nw, (4, 3))),
+                              True, need_P=False)[1:4]
         Bp, Ba, Bc = cache[key]
     rows = _row_arrays(result)
     U = _Units(mt, rows["y"] - rows["xb"], rows["resid"], lo, P_row,
