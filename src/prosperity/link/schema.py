@@ -112,6 +112,17 @@ _ITL_LOOKUP = ("lookup LAD23_LAU121_ITL321_ITL221_ITL121_UK_LU (fields LAD23CD, 
                "...), on the ArcGIS service that also serves ONSPD_LATEST_UK: https://services1.arcgis.com/"
                "ESMARspQHYMw9BZ9/arcgis/rest/services/LAD23_LAU121_ITL321_ITL221_ITL121_UK_LU/FeatureServer/0")
 
+_AUDOLY = ("R. Audoly, replication package of 'Firm Dynamics and Random Search over the Business Cycle' (Journal "
+           "of Monetary Economics, 2026), https://github.com/raudoly/Audoly_2026_JME (commit c321d71)")
+_BSD_CODE = (f"{_AUDOLY}, code/step1_firm_micro_data/bds/extract.do ('Valid for the 10th edition') and build.do: a "
+             "researcher's code, not the data documentation, that reads the raw SN 6697 files by variable name with "
+             "Stata's 'use <names> using <file>' (which fails on an absent name): the enterprise files "
+             "eu_bsd_<year>_restricted ('firm waves') and the local-unit files lu_bsd_<year>_restricted "
+             "('establishment waves')")
+_ABS_CODE = (f"{_AUDOLY}, code/step1_firm_micro_data/ard_abs/build.do: a researcher's code, not the data "
+             "documentation, that appends the raw SN 7451 files dat<year>_final_restricted (2008-2017; 2018 "
+             "'revised', 2019 'provisional') and renames their variables")
+
 # What was searched (corpus: query), and what the searches found.
 _S_ASHE = (
     "pages: 'Annual Survey of Hours and Earnings secure access UK Data Service 6689 variable list piden thrs', "
@@ -124,7 +135,15 @@ _S_ASHE = (
     "hours Thrs'; code: 'ASHE microdata variables piden entref luref gpay basic paid hours thrs occ', 'ASHE panel "
     "Stata code gpay thrs piden year merge BSD entref'; find_string: 'piden'. Found: the first page of the variable "
     "list of the ASHE dataset user documentation (Year ... Mjob; https://docslib.org/download/1839998/"
-    "user-guide-2006), the SN 6689 catalogue abstract and http://doc.ukdataservice.ac.uk/doc/6689/read6689.htm")
+    "user-guide-2006), the SN 6689 catalogue abstract and http://doc.ukdataservice.ac.uk/doc/6689/read6689.htm. "
+    "Searched again (second pass): pages: 'ASHE dataset user documentation Gpay gross weekly pay Thrs total paid hours "
+    "Occ', 'ASHE user guide variables in the ASHE dataset Piden Year Mjob', 'docslib user guide 2006 Annual Survey of "
+    "Hours and Earnings dataset user documentation', 'ASHE microdata hourly earnings excluding overtime variable "
+    "hexo gross weekly pay gpay total paid hours thrs researchers'; code: 'Annual Survey of Hours and Earnings "
+    "microdata variables hexo gpay basic paid hours bhr', 'ASHE piden Stata use ashe panel keep piden year gpay', "
+    "'do file uses the Annual Survey of Hours and Earnings ASHE Secure Lab hourly wage piden thrs basic pay'; "
+    "find_string: 'gpay', 'hexo', 'ashe'. Found nothing further: no later page of the variable list and no public "
+    "code that reads ASHE by variable name")
 _S_ASHE_IDS = (_S_ASHE + "; pages: 'ASHE dataset variables entref enterprise reference luref local unit reference "
                "IDBR', 'IDBR enterprise reference entref local unit luref reporting unit ruref'. The SN 6689 abstract "
                "says ASHE carries 'unique business identifiers' that link it to the ABS (SN 7451) and read6689.htm "
@@ -139,13 +158,25 @@ _S_BSD = (
     "the SN 6697 catalogue abstract (http://discover.ukdataservice.ac.uk/catalogue?sn=6697) and "
     "http://www.esds.ac.uk/doc/6697/read6697.htm (enterprise and local-unit files; employment, employees, SIC "
     "1992/2003/2007, legal status, foreign ownership, birth and death; anonymised postcodes; variables 'demvar', "
-    "'demvarred'), none with the names used here")
+    "'demvarred'), none with the names used here. Searched again (second pass): pages: 'Business Structure Database "
+    "variables luref entref employment employees turnover sic2007 postcode local unit', 'BSD User Guide variables "
+    "enterprise file entref local unit file luref employment employees turnover pcode sic' (found the 2006 BSD User "
+    "Guide, SN 6697, https://vdocument.in/bsd-user-guide-uk-data-bsd-contains-information-on-21-million-enterprises-"
+    "if.html, of which only the contents pages were readable); code: 'Business Structure Database entref luref'; "
+    "find_string: 'Business Structure Database', which found the public replication code of Audoly (2026, "
+    f"{_AUDOLY}) that reads the raw enterprise and local-unit files by name (the source of the 'V' rows of "
+    "local_units and enterprises), and a coagglomeration do-file (project folder 53523_Sorting) that uses "
+    "'postcode', 'lu_empli', 'dlink_ref' and 'entref' on derived files idbr_intx4_<year> (not the raw BSD names)")
 _S_ABS = (
     "pages: 'Annual Business Survey secure access SN 7451 variables approximate gross value added basic prices total "
     "purchases employment costs', 'Annual Business Survey 1998-2022 Secure Access study 7451 UK Data Service'. Found: "
     "the SN 7451 catalogue abstract (CESSDA), the ONS ABS technical report and QMI and the Scottish ABS definitions "
     "(turnover, purchases of goods and services, aGVA at basic prices, employment costs defined), none with the "
-    "microdata variable names")
+    "microdata variable names. Searched again (second pass): code: 'Annual Business Survey Stata ren wq450 employment "
+    "costs wq630 approximate gross value added basic prices'; find_string: 'wq630', 'wq450' (no ABS hit); read_file: "
+    f"{_AUDOLY}, code/step1_firm_micro_data/ard_abs/build.do, which reads the raw ABS files and renames wq450 "
+    "(total employment costs), wq611, wq612 and wq630 (GVA at market prices, factor cost and basic prices) and "
+    "'turnover' (to turnover_idbr: the register's turnover, not the survey's); no purchases variable is read there")
 _S_PC = (
     "pages: 'National Statistics Postcode Lookup user guide field pcds laua rgn itl', 'ONS Postcode Directory user "
     "guide record specification pcds laua rgn field names'; docs: 'ONS Postcode Directory ONSPD field pcds laua rgn "
@@ -154,13 +185,18 @@ _S_PC = (
     "fixtures onspd_aug2024 and onspd_nov2025")
 _S_CONT = ("pages: 'IDBR enterprise reference entref local unit luref reporting unit ruref Inter-Departmental Business "
            "Register'; plus the BSD searches (" + _S_BSD.split(". Found")[0] + "). Nothing found on how IDBR "
-           "reference changes are released to researchers")
+           "reference changes are released to researchers. Searched again (second pass): the BSD searches above; "
+           "the Audoly (2026) BSD code follows enterprises by entref only and reads no continuity table")
 _S_ASSEMBLED = ("not a variable of any extract: a table the researcher assembles from public series, so there is no "
                 "data dictionary to verify it against; name it as you like and pass that name")
 _S_CPI = ("pages: 'CPIH index 00: all items 2015=100 series L522'; docs: 'ONS CPIH INDEX 00 ALL ITEMS 2015=100 L522 "
           "time series'. Found: the ONS notice re-referencing CPI and CPIH to 2015=100 (gov.uk) and third-party tool "
           "pages on the ONS dataset cpih01, one of which calls series L55O the CPIH index; no ONS page with the series "
-          "id L522 was seen, so the id is unconfirmed")
+          "id L522 was seen. Searched again (second pass): code: 'L522 CPIH INDEX 00: ALL ITEMS 2015=100'; "
+          "find_string: 'timeseries/l522/mm23', which found several public programs that download "
+          "https://www.ons.gov.uk/economy/inflationandpriceindices/timeseries/l522/mm23 and quote its ONS title, "
+          "'CPIH INDEX 00: ALL ITEMS 2015=100' (dataset MM23): the id is confirmed by those copies, not by an ONS "
+          "page seen here. The column itself is the researcher's: 'U' because the table is assembled")
 
 #: Package name -> real variable, per table (:class:`RealColumn`: ``real, status, note, citation, searched``).
 #: Status ``"V"``: the name and its meaning are shown in the cited document (seen through the project's search
@@ -194,31 +230,82 @@ REAL_DATA_COLUMNS: dict[str, dict[str, RealColumn]] = {
             f"{_ASHE_DOC}: 'Ft', full / part time marker, 1 = full time, 2 = part time", _S_ASHE),
     },
     "local_units": {
-        "luref": RealColumn("luref", "U", "BSD (SN 6697) local-unit file", "", _S_BSD),
-        "entref": RealColumn("entref", "U", "enterprise owning the local unit", "", _S_BSD),
-        "year": RealColumn("year", "U", "April snapshot year", "", _S_BSD),
+        "luref": RealColumn(
+            "luref", "V", "BSD (SN 6697) local-unit reference, the key of the local-unit files",
+            f"{_BSD_CODE}: 'use luref entref year employment employees birth* using lu_bsd_<year>_restricted', the "
+            "establishment waves de-duplicated on year and luref", _S_BSD),
+        "entref": RealColumn(
+            "entref", "V", "enterprise owning the local unit (the local-unit files carry it)",
+            f"{_BSD_CODE}: read from lu_bsd_<year>_restricted with luref; the establishment data are summed to "
+            "firm-years 'by(entref year)'", _S_BSD),
+        "year": RealColumn(
+            "year", "V", "April snapshot year. In the local-unit files to 2016 only: the 2017 and 2018 files (10th "
+            "edition) have no 'year', so add the file's year as a column before linking",
+            f"{_BSD_CODE}: 'year' read from lu_bsd_<year>_restricted to 2016; for later files 'gen int year = "
+            "<year>'", _S_BSD),
         "postcode": RealColumn("postcode", "U", "local-unit postcode (the BSD has postcodes; read6697.htm says "
                                "anonymised postcodes are missing for some cases; name unverified)", "", _S_BSD),
-        "sic07": RealColumn("sic07", "U", "SIC 2007, 5 digits as text", "", _S_BSD),
-        "employment": RealColumn("employment", "U", "local-unit employment (the BSD also has employees, which "
-                                 "excludes working owners)", "", _S_BSD),
+        "sic07": RealColumn("sic07", "U", "SIC 2007, 5 digits as text (the code cited for the enterprise files "
+                            "reads no SIC from the local-unit files)", "", _S_BSD),
+        "employment": RealColumn(
+            "employment", "V", "local-unit employment; the files also have 'employees', which excludes working "
+            "owners (read6697.htm)",
+            f"{_BSD_CODE}: 'employment' and 'employees' read from lu_bsd_<year>_restricted and summed to "
+            "enterprise-years", _S_BSD),
     },
     "enterprises": {
-        "entref": RealColumn("entref", "U", "BSD enterprise file", "", _S_BSD),
-        "year": RealColumn("year", "U", "April snapshot year", "", _S_BSD),
-        "sic07": RealColumn("sic07", "U", "SIC 2007, 5 digits as text", "", _S_BSD),
-        "employment": RealColumn("employment", "U", "enterprise employment", "", _S_BSD),
-        "turnover": RealColumn("turnover", "U", "turnover (GBP thousands in the BSD)", "", _S_BSD),
-        "foreign_owned": RealColumn("foreign_owned", "U", "foreign ownership marker", "", _S_BSD),
+        "entref": RealColumn(
+            "entref", "V", "BSD enterprise reference, the key of the enterprise files",
+            f"{_BSD_CODE}: 'use entref employ* birth turnover sic* year active using eu_bsd_<year>_restricted'; "
+            "build.do: 'Everything is at the enterprise (\"entref\") level'", _S_BSD),
+        "year": RealColumn(
+            "year", "V", "April snapshot year; in the enterprise files to 2016 only (add the file's year for 2017 "
+            "and 2018, as for the local units)",
+            f"{_BSD_CODE}: 'year' read from eu_bsd_<year>_restricted to 2016; 'gen int year = <year>' after",
+            _S_BSD),
+        "sic07": RealColumn(
+            "sic07", "V", "SIC 2007, 5 digits, in the enterprise files from 2007 ('sic' holds SIC 1992, and SIC "
+            "2003 in 2003-2005; 'sic03' SIC 2003). Some waves store it as a number, which drops the leading zero "
+            "and which the linker refuses: pass the expression lpad(CAST(sic07 AS VARCHAR), 5, '0')",
+            f"{_BSD_CODE}: 'sic*' read from eu_bsd_<year>_restricted; sic07 and sic03 'present' together in "
+            "2007-2017; the codes are turned into text and padded to 5 characters ('sometimes leading zero is "
+            "dropped')", _S_BSD),
+        "employment": RealColumn(
+            "employment", "V", "enterprise employment (size classes micro < 10, small < 50, medium < 250 in the "
+            "code cited); 'employees' is next to it",
+            f"{_BSD_CODE}: 'employ*' read from eu_bsd_<year>_restricted; build.do uses 'employment' and "
+            "'employees' of the enterprise files", _S_BSD),
+        "turnover": RealColumn(
+            "turnover", "V", "enterprise turnover, GBP thousands",
+            f"{_BSD_CODE}: 'turnover' read from eu_bsd_<year>_restricted; build.do drops enterprises with "
+            "'turnover' below the VAT threshold written 'in K£'", _S_BSD),
+        "foreign_owned": RealColumn("foreign_owned", "U", "foreign ownership marker (in the BSD per read6697.htm; "
+                                    "name not seen)", "", _S_BSD),
     },
     "accounts": {
-        "entref": RealColumn("entref", "U", "ABS (SN 7451) reporting unit / enterprise reference", "", _S_ABS),
-        "year": RealColumn("year", "U", "calendar reference year", "", _S_ABS),
-        "gva": RealColumn("gva", "U", "approximate GVA at basic prices (aGVA); microdata name not found", "", _S_ABS),
-        "turnover": RealColumn("turnover", "U", "total turnover; microdata name not found", "", _S_ABS),
+        "entref": RealColumn(
+            "entref", "V", "enterprise reference in the ABS (SN 7451) files, stored as text: cast it to the type of "
+            "the BSD's entref (e.g. CAST(entref AS BIGINT)), since a key must have one type in every table. The "
+            "ABS rows are reporting units ('ruref'): sum them to enterprise-years first (accounts has one row per "
+            "entref and year)",
+            f"{_ABS_CODE}: 'keep entref ruref year sic07 ...' after dropping empty (text) entref, later "
+            "'destring entref' and totals 'by entref year'", _S_ABS),
+        "year": RealColumn(
+            "year", "V", "reference year; two-digit in some files (the code cited maps 15-19 to 2015-2019): "
+            "pass CASE WHEN year < 100 THEN year + 2000 ELSE year END",
+            f"{_ABS_CODE}: 'replace year = 2015 if year==15' (and 16, 17, 18, 19)", _S_ABS),
+        "gva": RealColumn(
+            "wq630", "V", "approximate GVA at basic prices (aGVA); wq611 and wq612 are GVA at market prices and at "
+            "factor cost",
+            f"{_ABS_CODE}: 'ren wq630 gva_bp // Basic price', 'ren wq611 gva_mp', 'ren wq612 gva_fc'", _S_ABS),
+        "turnover": RealColumn("turnover", "U", "total turnover. The ABS files' 'turnover' is the register's "
+                               "(IDBR) turnover according to the code cited for wq630 (renamed turnover_idbr), not "
+                               "the survey's; the survey item's name was not found", "", _S_ABS),
         "purchases": RealColumn("purchases", "U", "total purchases of goods and services; name not found", "",
                                 _S_ABS),
-        "employment_costs": RealColumn("employment_costs", "U", "total employment costs; name not found", "", _S_ABS),
+        "employment_costs": RealColumn(
+            "wq450", "V", "total employment costs",
+            f"{_ABS_CODE}: 'ren wq450 totempcost'", _S_ABS),
     },
     "postcode_lookup": {
         "postcode": RealColumn(
@@ -261,8 +348,8 @@ REAL_DATA_COLUMNS: dict[str, dict[str, RealColumn]] = {
     },
     "cpi": {
         "year": RealColumn("year", "U", "calendar year", "", _S_CPI),
-        "cpih": RealColumn("cpih", "U", "ONS CPIH annual index (2015 = 100), series L522 (id unconfirmed)", "",
-                           _S_CPI),
+        "cpih": RealColumn("cpih", "U", "ONS CPIH annual index (2015 = 100): series L522 of dataset MM23, 'CPIH "
+                           "INDEX 00: ALL ITEMS 2015=100', in a table you assemble", "", _S_CPI),
     },
 }
 
