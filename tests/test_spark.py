@@ -6,13 +6,17 @@ pyspark or Java fails these tests (never a silent skip)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
@@ -74,11 +78,63 @@ def assert_same(a, b):
     pd.testing.assert_frame_equal(a.ledger, b.ledger, check_exact=True, obj="ledger")
 
 
+@contextlib.contextmanager
+def result_limit(spark, size: str = "1m"):
+    """``spark.driver.maxResultSize`` lowered to ``size`` for the block (the live SparkConf the scheduler reads
+    for each new task set), after checking that it bites: collecting 8 MB (a million longs) fails under it. A
+    panel collected whole through the driver's JVM (``toArrow``: the workshop worker panel is about 60 MB)
+    fails the same way; the engines bring panels and match graphs to the driver through Parquet parts instead
+    (``prosperity.link.spark.spill``)."""
+    conf = spark.sparkContext._jsc.sc().conf()
+    old = conf.get("spark.driver.maxResultSize", "1g")
+    conf.set("spark.driver.maxResultSize", size)
+    try:
+        with pytest.raises(Exception, match="maxResultSize"):
+            spark.range(1_000_000).toArrow()
+        yield
+    finally:
+        conf.set("spark.driver.maxResultSize", old)
+
+
 def test_workshop_england_is_the_same_panel_on_both_engines(spark):
+    """The workshop England on both engines, the Spark link under a 1 MB ``spark.driver.maxResultSize``: the
+    panels (327 thousand worker-years) never pass whole through the driver's JVM."""
     world = synthetic.england(size="workshop", seed=0)
-    a, b = both(lambda: world, spark)
+    with result_limit(spark):
+        a, b = both(lambda: world, spark)
     assert len(a.workers) > 100_000
     assert_same(a, b)
+
+
+def _spark_scratch() -> set:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("prosperity_spark_*")}
+
+
+def test_output_folder_is_the_same_on_both_engines(spark, tmp_path):
+    """``output=`` on both engines: the same files with the same row counts and options in the manifest, the same
+    column names and types, the same rows in the same order (not re-sorted: the Spark parts are read back in
+    the order of the statement's ORDER BY), and no scratch folder left behind."""
+    before = _spark_scratch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinkWarning)
+        build_panel(tiny(), output=tmp_path / "duckdb")
+        build_panel(tiny(), output=tmp_path / "spark", engine="spark", spark=spark)
+    assert _spark_scratch() == before
+    man = {e: json.loads((tmp_path / e / "manifest.json").read_text()) for e in ("duckdb", "spark")}
+    a, b = man["duckdb"], man["spark"]
+    assert a["kind"] == b["kind"] == link.PANEL_KIND
+    assert a["meta"] == b["meta"]
+    assert {f: m["rows"] for f, m in a["files"].items()} == {f: m["rows"] for f, m in b["files"].items()}
+    assert sorted(a["files"]) == [f"{n}.parquet" for n in ("firms", "ledger", "places", "sites", "workers")]
+    listing = {e: sorted(p.name for p in (tmp_path / e).iterdir()) for e in ("duckdb", "spark")}
+    assert listing["duckdb"] == listing["spark"]
+    for f in a["files"]:
+        x, y = (pq.read_schema(tmp_path / e / f) for e in ("duckdb", "spark"))
+        # names and types; the not-null flags are each engine's own inference (DuckDB's from the inputs)
+        assert [(c.name, c.type) for c in x] == [(c.name, c.type) for c in y], f
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "duckdb" / f),
+                                      pd.read_parquet(tmp_path / "spark" / f), check_exact=True, obj=f)
+    assert_same(load_panel(tmp_path / "duckdb"), load_panel(tmp_path / "spark"))
 
 
 @pytest.mark.parametrize("kw", [dict(trim=None, full_time_only=True), dict(trim={"min": 5.0}, pay="weekly")])

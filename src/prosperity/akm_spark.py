@@ -19,7 +19,10 @@ only movers' matches enter the two aggregations. The worker effects are ``alpha_
 What runs where (:func:`fit`):
 
 1. Spark: the input checks (missing, non-finite and constant values, duplicated records), and the matches
-   ``(worker, firm, n, s)`` by one ``groupBy``, collected to the driver (Arrow).
+   ``(worker, firm, n, s)`` by one ``groupBy``, brought to the driver (as every table collected here: written
+   by the executors as Parquet parts into a scratch folder and read by the driver's Python,
+   :func:`prosperity.link.spark.spill`, so none passes whole through the driver's JVM and
+   ``spark.driver.maxResultSize`` does not bound it).
 2. Driver: the largest connected set, or the leave-one-out connected set of Kline, Saggio and Solvsten (2020,
    *Econometrica* 88(5):1859-1898), by :func:`prosperity.network.prune` on the collapsed match graph, with the
    same ledger and counts as :func:`prosperity.akm.fit`.
@@ -42,9 +45,11 @@ order a Spark DataFrame does not have).
 
 from __future__ import annotations
 
+import shutil
 import time as _time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,6 +63,7 @@ from . import _checks, network
 from ._results import Result
 from ._sparse import block_pcg
 from .akm import _NORMALISATION, ConvergenceWarning, _check_identified
+from .link.spark import scratch_folder, spill
 
 __all__ = ["fit", "SparkAKMResult"]
 
@@ -116,8 +122,9 @@ class SparkAKMResult(Result):
         ])
 
 
-def _arrow(df: SparkDataFrame) -> pa.Table:
-    return df.toArrow()
+def _arrow(df: SparkDataFrame, scratch: str, name: str) -> pa.Table:
+    """``df`` on the driver as an Arrow table, through Parquet parts in ``scratch`` (not ``toArrow``)."""
+    return spill(df, Path(scratch) / name).table()
 
 
 def _check(df: SparkDataFrame, y: str, worker: str, firm: str) -> SparkDataFrame:
@@ -205,10 +212,19 @@ def fit(data, y: str, worker: str, firm: str, *, spark=None, connected: str = "l
         data = spark.createDataFrame(pa.Table.from_pandas(data, preserve_index=False))  # Arrow: no row pickling
     cells = _check(data, y, worker, firm)
     session = data.sparkSession
+    scratch = scratch_folder(session, prefix="prosperity_akm_spark_")
+    try:
+        return _fit(data, cells, session, scratch, y, worker, firm, connected, leave_out, pruning, tol, maxiter, t0)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fit(data, cells, session, scratch, y, worker, firm, connected, leave_out, pruning, tol, maxiter, t0):
+    """:func:`fit` after the input checks; tables reach the driver through ``scratch`` (:func:`_arrow`)."""
     t_check = _time.perf_counter()
     # 1. the matches, collected
     m = _arrow(cells.groupBy(worker, firm).agg(F.sum("count").alias("n"), F.sum(F.col("_y") * F.col("count"))
-                                               .alias("s")))
+                                               .alias("s")), scratch, "matches")
     wid = m.column(worker).to_pandas()
     fid = m.column(firm).to_pandas()
     wc, wids = pd.factorize(wid, sort=True)
@@ -236,10 +252,10 @@ def fit(data, y: str, worker: str, firm: str, *, spark=None, connected: str = "l
                                            "s": s_m[mover]}))
     mv = mv.join(mv.groupBy("w").agg(F.sum("n").alias("T"), F.sum("s").alias("Y")), "w").localCheckpoint()
     rhs = _arrow(mv.groupBy("f").agg(F.sum("n").alias("d"), F.sum(F.col("s") - F.col("n") * F.col("Y")
-                                                                  / F.col("T")).alias("b")))
+                                                                  / F.col("T")).alias("b")), scratch, "rhs")
     a, b = mv.select("w", "f", "n", "T").alias("a"), mv.select("w", "f", "n").alias("b")
     pairs = _arrow(a.join(b, "w").groupBy(F.col("a.f").alias("f"), F.col("b.f").alias("g"))
-                   .agg(F.sum(F.col("a.n") * F.col("b.n") / F.col("a.T")).alias("c")))
+                   .agg(F.sum(F.col("a.n") * F.col("b.n") / F.col("a.T")).alias("c")), scratch, "pairs")
     t_stats = _time.perf_counter()
     # 4. the solve on the driver
     d = np.zeros(nf)
