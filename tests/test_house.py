@@ -28,7 +28,7 @@ SRC = Path(prosperity.__file__).parent
 LAYERS = {
     "_checks": 0, "_results": 0, "_io": 0, "_sparse": 0, "__init__": 0,
     "geography": 1, "classifications": 1, "plots": 1,
-    "synthetic": 2, "link": 2, "testing": 2,
+    "synthetic": 2, "link": 2, "testing": 2, "source": 2,
     "network": 3, "variance": 3, "akm": 3, "groups": 3, "akm_spark": 3,
     "places": 4, "productivity": 4,
     "sdc": 5, "brief": 5, "policy": 5, "explorer": 5,

@@ -6,6 +6,7 @@ The helper package of the book *People, Firms and Places*. One module per concep
 - ``geography``: the 296 English local authority districts (2023), their regions, ITL areas and ONS figures.
 - ``synthetic``: a synthetic England of linked workers, firms and places with the true effects kept apart.
 - ``link``: raw tables -> audited worker-year, firm-year and place-year panels (DuckDB).
+- ``source``: a chapter's data source: the synthetic England or a real extract, behind one switch.
 - ``network``: movers, connected sets and the leave-one-out connected set.
 - ``akm``: two-way fixed-effect (AKM) estimation of worker and firm effects.
 - ``variance``: plug-in, homoskedastic and KSS leave-out variance decompositions.
