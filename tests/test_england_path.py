@@ -102,6 +102,21 @@ def test_fit_panel_reads_a_linked_panel_folder_and_refuses_bad_input(panel, tmp_
         akm.fit_panel(tmp_path / "str.parquet", y="s", worker="worker", firm="firm")
     with pytest.raises(_checks.InputError, match="no such file"):
         akm.fit_panel(tmp_path / "nothing.parquet")
+    # duplicated person-years are refused, naming the worker; time=None lets distinct rows through on purpose
+    dup = pd.concat([panel, panel.iloc[[7]]], ignore_index=True)
+    dup.to_parquet(tmp_path / "dup.parquet")
+    with pytest.raises(_checks.InputError, match=r"1 \(worker, year\) pair\(s\) appear more than once") as e:
+        akm.fit_panel(tmp_path / "dup.parquet", y="y", worker="worker", firm="firm")
+    assert str(panel.loc[7, "worker"]) in str(e.value) and e.value.column == "year"
+    akm.fit_panel(tmp_path / "dup.parquet", y="y", worker="worker", firm="firm", time=None)
+    # DuckDB's own errors (a bad condition, a corrupt file) become input errors naming the source
+    with pytest.raises(_checks.InputError, match="with where='no_such_column > 1'"):
+        akm.fit_panel(tmp_path / "panel", where="no_such_column > 1")
+    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 not a parquet file")
+    with pytest.raises(_checks.InputError, match="DuckDB could not read"):
+        akm.fit_panel(tmp_path / "corrupt.parquet")
+    with pytest.raises(_checks.InputError, match="has no rows where year > 3000"):
+        akm.fit_panel(tmp_path / "panel", where="year > 3000")
     # a subset by SQL: the same as fitting the subset in memory
     sub = akm.fit_panel(tmp_path / "panel", where="year >= 2007")
     _same_effects(sub, akm.fit(panel[panel["year"] >= 2007], "y", "worker", "firm", collapse="matches"))

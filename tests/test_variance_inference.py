@@ -161,3 +161,21 @@ def test_leave_match_out_intervals_under_serial_correlation():
     # measured: 1.13, 1.04, 1.06 (slightly conservative for var_alpha); a Monte Carlo s.d. from 200 draws has a
     # relative s.e. of 5%, so allow 4 of them
     assert np.all(np.abs(ratio - 1) < 0.2), dict(zip(COMPS, ratio))
+
+
+def test_non_positive_sampling_variance_warns_instead_of_a_bare_nan():
+    """A sampling variance estimated non-positive (Monte Carlo noise in T1 - 2 T2) gives NaN standard errors for
+    that component and its share, with a warning naming it (measured: var_psi at 1% of synthetic England,
+    leave_out='match_movers', benchmarks/results/england.md)."""
+    import numpy as np
+    import pytest
+
+    from prosperity import variance
+
+    V = np.diag([4e-7, -1e-8, 1e-8])
+    point = {"var_alpha": 0.15, "var_psi": 0.03, "cov_alpha_psi": 0.015, "share_alpha": 0.6, "share_psi": 0.12,
+             "share_sorting": 0.12, "corr_alpha_psi": 0.22}
+    with pytest.warns(RuntimeWarning, match=r"sampling variance of var_psi is -1e-08"):
+        se, se_mc, ci, _ = variance._se_results(V, np.full((3, 3), 1e-9), point, 0.25, 0.95)
+    assert np.isnan(se["var_psi"]) and np.isnan(se["share_psi"]) and np.isnan(ci["var_psi"][0])
+    assert se["var_alpha"] == pytest.approx(np.sqrt(4e-7)) and np.isfinite(se["cov_alpha_psi"])

@@ -156,3 +156,20 @@ def verify(folder, kind: str | None = None, checksums: str | bool = "auto") -> d
         raise OutputFolderError(f"{folder}: does not match its manifest: " + "; ".join(bad[:5])
                                 + ("" if len(bad) <= 5 else f" (+{len(bad) - 5} more)"))
     return man
+
+
+def duckdb_connect(memory_limit=None, temp_directory=None, threads=None):
+    """An in-memory DuckDB connection with the package's settings: insertion order not preserved (joins and
+    aggregations may stream), ``memory_limit`` (spilling to ``temp_directory``, created if missing) and
+    ``threads`` when given. Shared by the linker and :func:`prosperity.akm.fit_panel`."""
+    import duckdb
+
+    config = {"preserve_insertion_order": False}
+    if memory_limit is not None:
+        config["memory_limit"] = str(memory_limit)
+    if threads is not None:
+        config["threads"] = int(threads)
+    if temp_directory is not None:
+        Path(temp_directory).mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(temp_directory)
+    return duckdb.connect(":memory:", config=config)

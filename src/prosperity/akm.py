@@ -662,7 +662,7 @@ def _panel_source(source) -> tuple[str, str]:
 def fit_panel(source, y: str = "lhw", worker: str = "piden", firm: str = "entref", connected: str = "largest",
               leave_out: str = "obs", pruning: str = "kss", where: str | None = None, tol: float = 1e-10,
               maxiter: int = 10000, memory_limit: str | None = "4GB", threads: int | None = None,
-              temp_directory: str | None = None) -> AKMResult:
+              temp_directory: str | None = None, time: str | None = "year") -> AKMResult:
     """The two-way AKM model fitted from a worker-year panel on disk, collapsed to worker-firm matches in DuckDB.
 
     The population-scale path: ``source`` is the folder written by ``link.build_panel(..., output=folder)`` (its
@@ -690,11 +690,14 @@ def fit_panel(source, y: str = "lhw", worker: str = "piden", firm: str = "entref
 
     No time effects or controls (they vary within a match); partial them out of ``y`` first if needed.
     ``where``: an optional SQL condition on the panel's columns (e.g. ``"year >= 2010"``), applied before collapsing.
-    The panel must have one row per worker and year (``link.build_panel`` guarantees it; this function does not
-    re-check it). Memory: DuckDB's ``memory_limit`` in stage 1, then about 40 bytes per match (matches are about a
+    ``time``: the period column (default ``"year"``); when the panel has it, two rows of one worker in one period
+    are refused, naming the first workers (a duplicated person-year would otherwise enter its match twice and
+    silently re-weight it). ``time=None`` skips the check (one aggregation over the panel). Memory: DuckDB's ``memory_limit`` in stage 1, then about 40 bytes per match (matches are about a
     fifth of the person-years of a typical panel) plus the firm-sized Laplacian.
     """
     import duckdb
+
+    from . import _io
 
     _checks.require_choice(connected, "connected", ("largest", "leave_one_out"))
     _checks.require_choice(leave_out, "leave_out", network.LEAVE_OUT)
@@ -703,14 +706,7 @@ def fit_panel(source, y: str = "lhw", worker: str = "piden", firm: str = "entref
         _checks.fail(f"y, worker and firm must be three different columns, got {y!r}, {worker!r}, {firm!r}", "source")
     rel, table = _panel_source(source)
     t0 = _time.perf_counter()
-    config = {"preserve_insertion_order": False}
-    if memory_limit is not None:
-        config["memory_limit"] = str(memory_limit)
-    if threads is not None:
-        config["threads"] = int(threads)
-    if temp_directory is not None:
-        config["temp_directory"] = str(temp_directory)
-    con = duckdb.connect(":memory:", config=config)
+    con = _io.duckdb_connect(memory_limit, temp_directory, threads)
     q = lambda c: '"' + c.replace('"', '""') + '"'  # noqa: E731
     try:
         cols = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {rel})").fetchall())
@@ -721,8 +717,9 @@ def fit_panel(source, y: str = "lhw", worker: str = "piden", firm: str = "entref
                "FLOAT", "REAL", "DOUBLE")
         if not (cols[y] in num or cols[y].startswith("DECIMAL")):
             _checks.fail(f"must be numeric, got type {cols[y]}", table, y)
-        src = f"(SELECT {q(worker)} AS w, {q(firm)} AS f, CAST({q(y)} AS DOUBLE) AS y FROM {rel}" + \
-            (f" WHERE {where})" if where else ")")
+        has_t = time is not None and time in cols
+        src = f"(SELECT {q(worker)} AS w, {q(firm)} AS f, CAST({q(y)} AS DOUBLE) AS y" + \
+            (f", {q(time)} AS t" if has_t else "") + f" FROM {rel}" + (f" WHERE {where})" if where else ")")
         con.execute(f"CREATE TEMP VIEW src AS {src}")
         bad = con.execute("SELECT count(*) FILTER (w IS NULL), count(*) FILTER (f IS NULL), "
                           "count(*) FILTER (y IS NULL OR isinf(y) OR isnan(y)), count(*) FROM src").fetchone()
@@ -733,7 +730,17 @@ def fit_panel(source, y: str = "lhw", worker: str = "piden", firm: str = "entref
                 _checks.fail(f"{bad[k]:,} missing{' or infinite' if c == y else ''} value(s); drop or impute them "
                              "explicitly before fitting (no row is dropped silently)", table, c, ids, worker)
         if bad[3] == 0:
-            _checks.fail("has no rows", table)
+            _checks.fail("has no rows" + (f" where {where}" if where else ""), table)
+        if has_t:
+            dup = con.execute("SELECT w, t, count(*) AS n FROM src GROUP BY w, t HAVING count(*) > 1 "
+                              "ORDER BY w, t LIMIT 5").fetchall()
+            if dup:
+                n_dup = con.execute("SELECT count(*) FROM (SELECT 1 FROM src GROUP BY w, t HAVING count(*) > 1)"
+                                    ).fetchone()[0]
+                _checks.fail(f"{n_dup:,} (worker, {time}) pair(s) appear more than once (e.g. {dup[0][0]!r} in "
+                             f"{dup[0][1]!r}, {dup[0][2]} rows): one row per worker and period is needed "
+                             "(link.build_panel keeps the main job); deduplicate first, or pass time=None if the "
+                             "rows are distinct jobs on purpose", table, time, [r[0] for r in dup], worker)
         con.execute("CREATE TEMP TABLE m AS SELECT w, f, count(*)::INTEGER AS c, avg(y) AS ybar, "
                     "coalesce(var_pop(y), 0) * count(*) AS ss FROM src GROUP BY w, f")
         con.execute("CREATE TEMP TABLE wk AS SELECT w, (row_number() OVER (ORDER BY w) - 1)::INTEGER AS i "
@@ -745,6 +752,9 @@ def fit_panel(source, y: str = "lhw", worker: str = "piden", firm: str = "entref
         con.execute("DROP TABLE m")
         wid = con.sql("SELECT w FROM wk ORDER BY i").to_arrow_table().column(0).to_pandas()
         fid = con.sql("SELECT f FROM fk ORDER BY j").to_arrow_table().column(0).to_pandas()
+    except duckdb.Error as exc:  # an unreadable file, a bad `where` condition, a column of the wrong type
+        _checks.fail(f"DuckDB could not read or collapse {source}"
+                     f"{f' with where={where!r}' if where else ''}: {exc}", table)
     finally:
         con.close()
     mi, mj = (np.asarray(arr[k], dtype=np.int32) for k in ("i", "j"))

@@ -966,6 +966,11 @@ def _se_results(V, Vmc, point: dict, var_y: float, level: float):
         ok = V[i, i] > 0
         se[k] = float(np.sqrt(V[i, i])) if ok else float("nan")
         se_mc[k] = float(Vmc[i, i] / (2 * se[k])) if ok else float("nan")
+        if not ok:  # an unbiased variance estimate can come out non-positive; say so rather than leave a bare NaN
+            warnings.warn(f"decompose: the estimated sampling variance of {k} is {V[i, i]:.3g} (not positive; its "
+                          f"Monte Carlo error {Vmc[i, i]:.3g}), so its standard error and interval are NaN; raise "
+                          "se_draws (or use exact leverages) to reduce the noise of the estimate", RuntimeWarning,
+                          stacklevel=4)
     for k, c, f in (("share_alpha", "var_alpha", 1), ("share_psi", "var_psi", 1),
                     ("share_sorting", "cov_alpha_psi", 2)):
         se[k], se_mc[k] = f * se[c] / var_y, f * se_mc[c] / var_y

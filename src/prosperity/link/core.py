@@ -579,15 +579,7 @@ class _Linker:
 
 
 def _connect(memory_limit, temp_directory, threads):
-    config = {"preserve_insertion_order": False}
-    if memory_limit is not None:
-        config["memory_limit"] = str(memory_limit)
-    if threads is not None:
-        config["threads"] = int(threads)
-    if temp_directory is not None:
-        Path(temp_directory).mkdir(parents=True, exist_ok=True)
-        config["temp_directory"] = str(temp_directory)
-    return duckdb.connect(":memory:", config=config)
+    return _io.duckdb_connect(memory_limit, temp_directory, threads)
 
 
 def _is_number(v) -> bool:
