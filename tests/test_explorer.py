@@ -201,3 +201,34 @@ return [box.left + m.frame.x_scale.compute(cx), box.top + m.frame.y_scale.comput
     assert all(u.startswith(("file:", "data:", "blob:")) for u in loaded), loaded
     nav = browser.execute_script("return performance.getEntriesByType('navigation').map((e) => e.name)")
     assert nav == [page.as_uri()]
+
+
+def test_disclosure_check_greys_failing_districts_and_logs_the_output():
+    """On real data the explorer passes every district through sdc.check first: a district with fewer than 10
+    people or 10 enterprises behind it keeps its row with every number missing, the region means of the panel are
+    over released districts only, and the check is recorded in the output log."""
+    from prosperity import sdc
+
+    dec = _decomposition()
+    t = dec.table
+    small = t["n_firms"] < 10
+    assert small.any() and (~small).any()
+    log = sdc.OutputLog(rules="ons_srs")
+    d = explorer.district_table(dec, corrected=True, disclosure="ons_srs", log=log)
+    assert len(d) == 296
+    released = d.dropna(subset=["gap"])
+    assert set(released["lad"]) == set(t.loc[~small & (t["n_people"] >= 10), "lad"])
+    bad = d[d["lad"].isin(t.loc[small, "lad"])]
+    assert bad[["gap", "place", "place_se", "place_corrected", "n_obs"]].isna().all().all()
+    assert bad["lad_name"].notna().all()  # names stay: a grey district is still on the map
+    # released districts show exactly the unchecked numbers
+    plain = explorer.district_table(dec, corrected=True).set_index("lad")
+    assert np.allclose(released.set_index("lad")["place_corrected"], plain.loc[released["lad"], "place_corrected"])
+    assert log.to_frame()["output"].tolist() == ["district_explorer"]
+    assert explorer.district_explorer(dec, disclosure="ons_srs").count("<script") >= 1  # builds from the checked table
+    # a decomposition without the counts cannot be checked: said, not skipped
+    bare = places.GapDecomposition(level="lad", table=t.drop(columns=["n_people", "n_firms"]), variance=dec.variance,
+                                   variance_corrected=dec.variance_corrected, effects=None, folds=dec.folds)
+    with pytest.raises(InputError, match="n_people"):
+        explorer.district_table(bare, disclosure="ons_srs")
+    assert explorer.district_table(bare)["gap"].notna().sum() == len(t)  # no check asked: as before

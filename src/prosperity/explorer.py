@@ -9,7 +9,10 @@ page needs no server and loads nothing from outside itself (for books read offli
 rooms). A PNG of the same map (:func:`static_map`, drawn by :func:`prosperity.plots.hexmap`) is embedded for
 print, with an alt text.
 
-The numbers shown are those of :func:`district_table`; nothing is re-estimated here.
+The numbers shown are those of :func:`district_table`; nothing is re-estimated here. On real data pass
+``disclosure="ons_srs"`` (or any :class:`prosperity.sdc.Rules`): every district is checked by
+:func:`prosperity.sdc.check` on the people and enterprises behind it before anything is drawn, districts that
+fail are shown in grey with no numbers, and the region means beside a district are over released districts only.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from bokeh.plotting import figure
 from bokeh.resources import Resources
 from scipy import stats
 
-from . import geography, places, plots
+from . import geography, places, plots, sdc
 from ._checks import InputTypeError, fail, require_choice, require_columns
 
 __all__ = ["COMPONENT_LABELS", "district_explorer", "district_table", "figure_html", "static_map"]
@@ -68,7 +71,19 @@ def _has_se(t: pd.DataFrame) -> bool:
     return all(f"{c}_se" in t for c in _PARTS)
 
 
-def district_table(decomposition, corrected: bool = True) -> pd.DataFrame:
+def _released(decomposition, disclosure, log) -> pd.DataFrame:
+    """The decomposition's district rows, through :func:`prosperity.sdc.check` when ``disclosure`` is given."""
+    t = _check(decomposition)
+    if disclosure is None:
+        return t
+    require_columns(t, ["n_people", "n_firms"], "decomposition.table")
+    # the explorer's region means are taken over released districts only, so no margin is released with them
+    rep = sdc.check(t, keys="lad", rules=disclosure, name="district_explorer", log=log,
+                    comment="districts of the explorer (gap and its four parts, with standard errors)")
+    return rep.table.drop(columns="sdc", errors="ignore")
+
+
+def district_table(decomposition, corrected: bool = True, disclosure=None, log=None) -> pd.DataFrame:
     """The numbers the explorer shows: one row per district of the map (296; those outside the identified set
     of the decomposition have missing values).
 
@@ -87,8 +102,13 @@ def district_table(decomposition, corrected: bool = True) -> pd.DataFrame:
     needs ``se=True`` and ``correct=True`` in ``decompose_gaps``; a district whose standard error is missing
     (it left the identified set in some jackknife fit) has no corrected value. Unlike a plug-in map, whose spread includes
     the estimation noise of small districts, the corrected map's spread matches the corrected variance shares.
+
+    ``disclosure``: ``None`` (no check: synthetic data), or the rules of :func:`prosperity.sdc.check` (``"ons_srs"``
+    or a :class:`prosperity.sdc.Rules`) applied to the districts' ``n_people`` and ``n_firms`` first: a failing
+    district keeps its row and names with every number missing (``n_obs`` included), as one outside the
+    identified set. ``log``: an :class:`prosperity.sdc.OutputLog` to record the check in.
     """
-    t = _check(decomposition)
+    t = _released(decomposition, disclosure, log)
     geo = geography.districts()[["lad", "lad_name", "itl3", "itl3_name", "region", "region_name"]]
     has_se = _has_se(t)
     cols = ["lad", "n_obs"] + _PARTS + ([f"{c}_se" for c in _PARTS] if has_se else [])
@@ -119,11 +139,12 @@ def _column(comp: str, mode: str) -> str:
     return comp if mode == "plugin" else f"{comp}_corrected"
 
 
-def static_map(decomposition, component: str = "gap", corrected: bool = True, ax=None):
+def static_map(decomposition, component: str = "gap", corrected: bool = True, ax=None, disclosure=None, log=None):
     """The explorer's map as a static figure (for print and for the alt text): :func:`prosperity.plots.hexmap` of
-    :func:`district_table`'s ``component`` (plug-in, or corrected when ``corrected``). Returns the Axes."""
+    :func:`district_table`'s ``component`` (plug-in, or corrected when ``corrected``; ``disclosure``, ``log`` as
+    there). Returns the Axes."""
     require_choice(component, "component", _PARTS)
-    d = district_table(decomposition, corrected=corrected).dropna(subset=[component])
+    d = district_table(decomposition, corrected=corrected, disclosure=disclosure, log=log).dropna(subset=[component])
     col = _column(component, "corrected" if corrected else "plugin")
     kind = "corrected" if corrected else "plug-in"
     return plots.hexmap(d, col, ax=ax, diverging=True, title=f"{COMPONENT_LABELS[component]} ({kind})",
@@ -235,7 +256,7 @@ def _inline_js() -> str:
 
 
 def district_explorer(decomposition, *, component: str = "gap", corrected: bool = True, small: bool = False,
-                      title: str | None = None) -> str:
+                      title: str | None = None, disclosure=None, log=None) -> str:
     """An interactive district explorer as a self-contained HTML fragment (a string to display or write).
 
     Shows the hex map of England's 296 districts coloured by ``component`` (one of :data:`COMPONENT_LABELS`;
@@ -248,7 +269,9 @@ def district_explorer(decomposition, *, component: str = "gap", corrected: bool 
     The numbers come from :func:`district_table`: the district rows of ``decomposition.table``
     (:func:`prosperity.places.decompose_gaps` with ``level="lad"``), their jackknife standard errors (``se=True``)
     and, for ``corrected``, empirical-Bayes shrinkage toward England with the split-sample corrected variances.
-    Without standard errors the bars have no intervals and ``corrected`` must be ``False``.
+    Without standard errors the bars have no intervals and ``corrected`` must be ``False``. ``disclosure`` and
+    ``log`` as in :func:`district_table`: on real data pass ``disclosure="ons_srs"``; districts that fail the check
+    are grey, with no numbers in the panel or the hover, and the region means are over released districts only.
 
     The fragment inlines Bokeh's JavaScript (``bokeh.resources.Resources(mode="inline")``, about 1.7 MB) and a
     PNG of the map for print (:func:`static_map`), so it references no external URL and works offline. Where it
@@ -257,7 +280,7 @@ def district_explorer(decomposition, *, component: str = "gap", corrected: bool 
     page: each fragment carries its own copy of the library.
     """
     require_choice(component, "component", _PARTS)
-    d = district_table(decomposition, corrected=corrected)
+    d = district_table(decomposition, corrected=corrected, disclosure=disclosure, log=log)
     has_se = _has_se(decomposition.table)
     modes = list(_MODES) if corrected else ["plugin"]
     hexes = geography.hexmap().set_index("lad").loc[d["lad"]].reset_index()
@@ -328,7 +351,7 @@ def district_explorer(decomposition, *, component: str = "gap", corrected: bool 
     alt = (f"Hex map of England's 296 districts coloured by the {kind} {COMPONENT_LABELS[component].lower()} "
            f"component of the pay gap against England, blue below and red above, grey outside the identified set.")
     fig, ax = plt.subplots(figsize=(4.5, 5.2))
-    static_map(decomposition, component, corrected, ax=ax)
+    static_map(decomposition, component, corrected, ax=ax, disclosure=disclosure)
     png = _png(fig)
     plt.close(fig)
     meta = json.dumps({"districts": int(len(d)), "estimated": int(d["gap"].notna().sum())})
