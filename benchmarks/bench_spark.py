@@ -196,7 +196,7 @@ def identical(a: Path, b: Path) -> bool:
         if [(f.name, f.type) for f in sx] != [(f.name, f.type) for f in sy]:
             print(f"{name}: DIFFERENT columns or types", file=sys.stderr)
             return False
-        n = con.sql(f"SELECT (SELECT count(*) FROM '{x}'), (SELECT count(*) FROM '{y}'), "
+        n = con.execute(f"SELECT (SELECT count(*) FROM '{x}'), (SELECT count(*) FROM '{y}'), "
                     f"(SELECT count(*) FROM (FROM '{x}' EXCEPT ALL FROM '{y}')), "
                     f"(SELECT count(*) FROM (FROM '{y}' EXCEPT ALL FROM '{x}'))").fetchone()
         if n[0] != n[1] or n[2] or n[3]:
@@ -212,6 +212,8 @@ def main():
                     help="also an extract of the population: write_population(fraction=F)")
     ap.add_argument("--extract", type=Path, default=None,
                     help="with --fraction: a folder write_population(seed=0, fraction=F) already wrote (reused)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "spark.md",
+                    help="the results file (default benchmarks/results/spark.md)")
     ap.add_argument("--child", nargs=3, metavar=("ENGINE", "SRC", "OUT"))
     args = ap.parse_args()
     if args.child:
@@ -252,10 +254,12 @@ def main():
                 float((psi[0]["psi"] - psi[1]["psi"]).abs().max()) if same_firms else float("nan"))
     table = pd.DataFrame(rows)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0]
     import pyspark
 
     text = (f"# Linker: DuckDB vs Spark local mode\n\nMeasured {stamp} on {platform.node()} "
-            f"({platform.machine()}, shared 2-core machine, other jobs running), `nice -n 10`, pyspark "
+            f"({platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} at the end), "
+            f"command `{' '.join(['benchmarks/bench_spark.py', *sys.argv[1:]])}`, pyspark "
             f"{pyspark.__version__} `{SESSION['master']}` ({SESSION['shuffle_partitions']} shuffle partitions), "
             "synthetic England seed 0 read from Parquet, panels written with `output=`. `start_s`: Spark session "
             "start; `link_s`: `build_panel`; `akm_s`: AKM on the linked panel; `*_cpu_s`: CPU seconds of the "
@@ -265,8 +269,10 @@ def main():
             "largest `VmHWM` of one; `pyworkers_sum_mib`: the largest sum of their resident memory at one "
             "half-second sample). `identical`: the "
             "panels and ledgers of the two engines compared exactly after sorting; `akm_max_psi_diff`: the largest "
-            "difference of the firm effects.\n\n" + table.to_markdown(index=False) + "\n")
-    (ROOT / "benchmarks" / "results" / "spark.md").write_text(text)
+            "difference of the firm effects.\n\n<!-- spark-table -->\n\n" + table.to_markdown(index=False) +
+            "\n\n<!-- end spark-table -->\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
     print(text)
 
 
