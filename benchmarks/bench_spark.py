@@ -207,7 +207,7 @@ def identical(a: Path, b: Path) -> bool:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", nargs="+", default=["workshop", "research"])
+    ap.add_argument("--sizes", nargs="*", default=["workshop", "research"])
     ap.add_argument("--fraction", type=float, default=None,
                     help="also an extract of the population: write_population(fraction=F)")
     ap.add_argument("--extract", type=Path, default=None,
