@@ -60,7 +60,7 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from prosperity import akm, link, places, synthetic, variance
+from prosperity import _checks, akm, link, places, synthetic, variance
 
 KSS_TOL = 0.004  # chapter 06: KSS on the workshop population
 SHARE_TOL = 0.03  # tests/test_places.py: corrected shares of the variance of district gaps
@@ -199,24 +199,7 @@ def population_covariance(rows: pd.DataFrame, level: str = "lad", *, y: str = "l
     as independent (they enter only through ``ebar``). This is the target of the split-sample cross-covariance
     (``places.variance_across_places``), computed without splitting (cluster-robust variance of a mean: Liang and
     Zeger 1986, *Biometrika* 73(1):13-22)."""
-    a = rows[list(people)].to_numpy(dtype=float).sum(axis=1)
-    psi, phi = rows[firm_premium].to_numpy(dtype=float), rows[place].to_numpy(dtype=float)
-    eta = rows.groupby(industry, observed=True)[firm_premium].transform("mean").to_numpy(dtype=float)
-    Z = np.column_stack([a, eta, psi - eta, phi, rows[y].to_numpy(dtype=float) - a - psi - phi])
-    p = pd.factorize(rows[level])[0]
-    n = np.bincount(p).astype(float)
-    N = n.sum()
-    wp = n / N
-    means = np.column_stack([np.bincount(p, Z[:, j]) for j in range(Z.shape[1])]) / n[:, None]
-    dev = means - wp @ means
-    C = (dev * wp[:, None]).T @ dev
-    # worker-clustered sums of deviations from the place mean, one row per (place, worker)
-    cl = pd.DataFrame(Z - means[p]).groupby([p, rows[worker].to_numpy()], sort=False).sum()
-    cp = cl.index.get_level_values(0).to_numpy()
-    G = np.bincount(cp, minlength=len(n)).astype(float)
-    scale = wp * (1 - wp) * G / np.maximum(G - 1, 1) / n ** 2
-    U = cl.to_numpy() * np.sqrt(scale[cp])[:, None]
-    return C - U.T @ U, C
+    return places._population_covariance(rows, level, y, people, firm_premium, place, industry, worker)
 
 
 def population_shares(rows: pd.DataFrame, level: str = "lad", **kw) -> tuple[pd.Series, pd.Series]:
@@ -330,3 +313,17 @@ def test_sex_is_coded_as_in_ashe(world):
     line = got.ledger.set_index("step").loc["attach_employee"]
     n_bad = int(got.workers["piden"].isin(odd[:2]).sum())  # 'U' and 'x'; a missing value is not a code
     assert f"{n_bad:,} other code(s) set missing" in line["reason"] and line["dropped"] == 0
+
+
+def test_public_population_variance_is_the_derived_truth(decompositions):
+    """``places.population_variance_across_places`` is the truth derived above, as a table ``gap_shares`` reads;
+    bad input is named."""
+    _, rows = decompositions["full time"]
+    kw = dict(y="ldw", people=["alpha_rti", "xb_rti"])
+    table = places.population_variance_across_places(rows, "lad", **kw)
+    ours = places.gap_shares(table).set_index("component")["share"]
+    pop, _ = population_shares(rows)
+    assert np.allclose(ours.to_numpy(), pop.reindex(ours.index).to_numpy(), atol=1e-12)
+    assert table.loc["Var(gap)", "share"] == pytest.approx(1.0)
+    with pytest.raises(_checks.InputError, match="alpha_rti"):
+        places.population_variance_across_places(rows.drop(columns="alpha_rti"), "lad", **kw)

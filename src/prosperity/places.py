@@ -67,6 +67,7 @@ __all__ = [
     "decompose_gaps",
     "gap_components",
     "variance_across_places",
+    "population_variance_across_places",
     "gap_shares",
     "MoversResult",
     "movers",
@@ -582,6 +583,67 @@ def variance_across_places(frame: pd.DataFrame, other: pd.DataFrame | None = Non
         B = m[[c + "_b" for c in comps]].to_numpy(dtype=float)
         w = m[weights].to_numpy(dtype=float) + m[weights + "_b"].to_numpy(dtype=float)
         C = 0.5 * (_wcov(A, B, w) + _wcov(B, A, w))
+    t = _terms(C)
+    total = float(C.sum())
+    t = pd.concat([pd.Series({"Var(gap)": total}), t])
+    return pd.DataFrame({"value": t, "share": t / total})
+
+
+def _population_covariance(rows: pd.DataFrame, level: str, y: str, people, firm_premium: str, place: str,
+                           industry: str, worker: str) -> tuple[np.ndarray, np.ndarray]:
+    """(population, in-sample) covariance matrices across places of the true components' place means (order
+    ``COMPONENTS``); see :func:`population_variance_across_places`."""
+    people = [people] if isinstance(people, str) else list(people)
+    _require(rows, [level, y, firm_premium, place, industry, worker, *people], "rows", ids=level)
+    if len(rows) == 0:
+        fail("has no rows", "rows")
+    a = rows[people].to_numpy(dtype=float).sum(axis=1)
+    psi, phi = rows[firm_premium].to_numpy(dtype=float), rows[place].to_numpy(dtype=float)
+    eta = rows.groupby(industry, observed=True)[firm_premium].transform("mean").to_numpy(dtype=float)
+    Z = np.column_stack([a, eta, psi - eta, phi, rows[y].to_numpy(dtype=float) - a - psi - phi])
+    p = pd.factorize(rows[level])[0]
+    n = np.bincount(p).astype(float)
+    wp = n / n.sum()
+    means = np.column_stack([np.bincount(p, Z[:, j]) for j in range(Z.shape[1])]) / n[:, None]
+    dev = means - wp @ means
+    C = (dev * wp[:, None]).T @ dev
+    # worker-clustered sums of deviations from the place mean, one row per (place, worker)
+    cl = pd.DataFrame(Z - means[p]).groupby([p, rows[worker].to_numpy()], sort=False).sum()
+    cp = cl.index.get_level_values(0).to_numpy()
+    G = np.bincount(cp, minlength=len(n)).astype(float)
+    scale = wp * (1 - wp) * G / np.maximum(G - 1, 1) / n ** 2
+    U = cl.to_numpy() * np.sqrt(scale[cp])[:, None]
+    return C - U.T @ U, C
+
+
+def population_variance_across_places(rows: pd.DataFrame, level: str = "lad", *, y: str = "lhw",
+                                      people: Sequence[str] = ("alpha", "xb"), firm_premium: str = "psi",
+                                      place: str = "phi", industry: str = "industry",
+                                      worker: str = "piden") -> pd.DataFrame:
+    """The truth the split-sample corrected decomposition estimates: the variance across places of the
+    *population* place means of the true components, from person-year rows that carry them (synthetic data).
+
+    :func:`variance_across_places` of :func:`gap_components` on the true effects gives the variance of the
+    *realised* place means, which includes the noise of which workers happen to be in each place; the
+    split-sample correction removes that noise, so its target is the population version (the two differ most
+    where places are small or the components noisy within places, e.g. pay per day of part-time workers).
+
+    Derivation. Row ``r`` (a person-year) in place ``p`` carries the vector ``z_r`` of people (the sum of
+    ``people``), industry premium ``eta_k(r)`` (national mean ``firm_premium`` of its industry), firm premium within
+    industry (``firm_premium - eta``), place (``place``) and residual (``y - people - firm_premium - place``), so
+    that the components of :func:`gap_components` are ``zbar_p - zbar``. With ``n_p`` person-years in ``p``,
+    ``w_p = n_p / N`` and the in-sample covariance ``C = sum_p w_p (zbar_p - zbar)(zbar_p - zbar)'``: if workers
+    are independent draws, ``zbar_p = mu_p + e_p`` with ``e_p`` the mean over the place's workers of their summed
+    deviations, and ``E[C] = C_pop + sum_p w_p (1 - w_p) V_p`` (``V_p = Var(e_p)``). The population covariance is
+    therefore ``C - sum_p w_p (1 - w_p) V_p``, with ``V_p`` estimated worker-clustered (``G_p / (G_p - 1)`` small-
+    sample factor over the ``G_p`` workers of ``p``; Liang and Zeger 1986, *Biometrika* 73(1):13-22). ``eta`` is
+    treated as known (its noise is of order ``1 / N``), and a worker's rows in two places as independent.
+    Checked in ``tests/test_rti_truth.py`` on a world where the answer is known (workers placed at random).
+
+    Returns a frame indexed by term with ``value`` and ``share``, as :func:`variance_across_places`, so that
+    :func:`gap_shares` applies.
+    """
+    C, _ = _population_covariance(rows, level, y, people, firm_premium, place, industry, worker)
     t = _terms(C)
     total = float(C.sum())
     t = pd.concat([pd.Series({"Var(gap)": total}), t])
