@@ -35,7 +35,9 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-SESSION = dict(master="local[2]", shuffle_partitions=4, driver_memory="2g")
+#: the session of every Spark run; --driver-memory (passed to the child runs through the environment) sets the heap
+SESSION = dict(master="local[2]", shuffle_partitions=4,
+               driver_memory=os.environ.get("BENCH_SPARK_DRIVER_MEMORY", "2g"))
 
 
 def spark_session(master="local[2]", shuffle_partitions=4, driver_memory="2g"):
@@ -214,8 +216,11 @@ def main():
                     help="with --fraction: a folder write_population(seed=0, fraction=F) already wrote (reused)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "spark.md",
                     help="the results file (default benchmarks/results/spark.md)")
+    ap.add_argument("--driver-memory", default=None, help="spark.driver.memory of the Spark runs (default 2g)")
     ap.add_argument("--child", nargs=3, metavar=("ENGINE", "SRC", "OUT"))
     args = ap.parse_args()
+    if args.driver_memory:  # the child runs read it from the environment
+        os.environ["BENCH_SPARK_DRIVER_MEMORY"] = SESSION["driver_memory"] = args.driver_memory
     if args.child:
         print(json.dumps(child(*args.child)))
         return
@@ -243,6 +248,8 @@ def main():
                                    capture_output=True, text=True)
                 if p.returncode != 0:  # say why: the child's own traceback, not only its exit status
                     err = p.stderr[p.stderr.rfind("Traceback"):] if "Traceback" in p.stderr else p.stderr
+                    jvm = [ln for ln in p.stderr.splitlines() if "OutOfMemoryError" in ln or " ERROR " in ln][:8]
+                    err = "\n".join(["JVM log (first ERROR lines):", *jvm, ""]) + err if jvm else err
                     sys.exit(f"bench_spark: the {engine} run on {size} failed:\n{err[:6000]}")
                 r = json.loads(p.stdout.strip().splitlines()[-1])
                 rows.append({"size": size, **r})
