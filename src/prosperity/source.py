@@ -149,15 +149,10 @@ def default() -> str:
 
 def _extract_tables(folder: Path) -> dict:
     """``{table: Parquet path}`` of an extract folder: ``{table}.parquet`` files and ``{table}/`` folders of parts,
-    or the same under a ``tables/`` subfolder."""
-    d = folder / "tables" if (folder / "tables").is_dir() else folder
-    out = {}
-    for p in sorted(d.iterdir()):
-        if p.is_file() and p.suffix == ".parquet":
-            out[p.stem] = p
-        elif p.is_dir() and any(p.rglob("*.parquet")):
-            out[p.name] = p
-    return out
+    or the same under a ``tables/`` subfolder (the folder rule of :func:`prosperity.link.check_extract`)."""
+    from .link.extract import _tables_of
+
+    return _tables_of(folder)
 
 
 def _is_synthetic_folder(folder: Path) -> bool:
