@@ -10,7 +10,8 @@ estimator). Everything here works on numpy arrays of int32 codes: no pandas obje
 - :class:`System`: the normal equations of a multi-way fixed-effect model with the first set partialled out,
   ``L = F'W M_D F`` (for AKM the firm-sized Laplacian of the mobility network), and its projections.
 - :func:`block_pcg`: Jacobi-preconditioned conjugate gradients for several right-hand sides at once.
-- :func:`solve_effects`: Frisch-Waugh-Lovell on top of :class:`System`.
+- :func:`solve_effects`: Frisch-Waugh-Lovell on top of :class:`System`; :func:`solve_cells`: the same from data
+  collapsed to cells (fixed effects constant within a cell, controls varying within it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["codes", "recode", "id_codes", "component_labels", "System", "block_pcg", "solve_effects",
+__all__ = ["codes", "recode", "id_codes", "component_labels", "System", "block_pcg", "solve_effects", "solve_cells",
            "Collinear"]
 
 
@@ -278,6 +279,91 @@ def _check_collinear(Ex: np.ndarray, raw: np.ndarray, rtol: float = 1e-8) -> Non
                 bad.append(c)
                 partners.append([k for k, t in zip(kept, contrib) if t > 1e-6 * norm_c])
                 continue
+        kept.append(c)
+    if bad:
+        raise Collinear(bad, partners)
+
+
+def solve_cells(sys_: System, ybar: np.ndarray, xcol, p: int, Sxx: np.ndarray, Sxy: np.ndarray,
+                tol: float, maxiter: int, raw: np.ndarray | None = None, block_bytes: float = 2**28):
+    """Least squares of person-years on fixed effects constant within cells and on controls that vary within
+    them, from cell-level data (Frisch-Waugh-Lovell in two parts; exact, no approximation).
+
+    Model ``y_r = D_r theta + X_r b + e_r`` over person-years ``r``, where every fixed effect is constant within a
+    cell ``m`` (a worker-firm-place match, say) and ``X`` (year dummies, age terms) is not. ``sys_`` is the
+    :class:`System` of the cells with weights ``c_m`` (person-years per cell); ``ybar`` the cell means of ``y``;
+    ``xcol(j)`` returns the cell means of control ``j`` (``0 <= j < p``); ``Sxx`` and ``Sxy`` the within-cell
+    scatter ``sum_r (X_r - Xbar_m)(X_r - Xbar_m)'`` and ``sum_r (X_r - Xbar_m)(y_r - ybar_m)``. Since ``D`` is
+    constant within cells, the person-year projection on ``D`` is the cell-weighted projection of the cell means,
+    so ``X'M_D X = Sxx + Xbar'W M_W Xbar`` and ``X'M_D y = Sxy + Xbar'W M_W ybar``. The cell-level projections
+    are solved by CG in column blocks sized to keep their arrays within ``block_bytes``.
+
+    ``raw``: the (demeaned) person-year norms of the controls, for the collinearity check (:class:`Collinear`).
+    Returns ``(beta, alpha, psi, resid, iterations, max relative residual)`` with ``alpha``/``psi`` the effects of
+    ``ybar - Xbar beta`` (as :func:`solve_effects`) and ``resid`` the cell means of the person-year residuals.
+    """
+    n, M = sys_.n, sys_.M
+    w = sys_.w if sys_.w is not None else np.ones(n)
+    cols = p + 1
+
+    def col(j):
+        return ybar if j == 0 else xcol(j - 1)
+
+    width = int(max(1, min(cols, block_bytes // (40 * max(n, 1)))))
+    Psi_all = np.zeros((M, cols))
+    G = np.zeros((cols, cols))  # V'W M_W V (symmetric)
+    it_all, rel_all = 0, 0.0
+    for j0 in range(0, cols, width):
+        J = list(range(j0, min(cols, j0 + width)))
+        V = np.column_stack([col(j) for j in J])
+        Psi, it, rel = sys_.solve(sys_.rhs(V), tol=tol, maxiter=maxiter)
+        Psi = Psi.reshape(M, len(J))
+        E = V - sys_.absorbed(V, Psi)[sys_.g0] - sys_.F(Psi)
+        del V
+        E *= w[:, None]
+        Psi_all[:, J] = Psi
+        for i in range(cols):  # einsum, not BLAS: the same sums whatever the number of threads
+            G[i, J] = np.einsum("i,ij->j", col(i), E)
+        del E
+        it_all += it
+        rel_all = max(rel_all, float(np.max(rel, initial=0.0)))
+    G = 0.5 * (G + G.T)
+    if p:
+        A = Sxx + G[1:, 1:]
+        bvec = Sxy + G[1:, 0]
+        _check_collinear_gram(A, np.ones(p) if raw is None else raw)
+        beta = np.linalg.solve(A, bvec)
+    else:
+        beta = np.zeros(0)
+    coef = np.concatenate([[1.0], -beta])
+    psi = np.einsum("ij,j->i", Psi_all, coef)
+    v = ybar.copy()
+    for j in range(p):
+        v -= beta[j] * xcol(j)
+    alpha = sys_.absorbed(v[:, None], psi[:, None])[:, 0]
+    resid = v - alpha[sys_.g0] - sys_.F(psi[:, None])[:, 0]
+    return beta, alpha, psi, resid, it_all, rel_all
+
+
+def _check_collinear_gram(A: np.ndarray, raw: np.ndarray, rtol: float = 1e-8) -> None:
+    """:func:`_check_collinear` from the Gram matrix ``A = Ex'Ex`` of the partialled-out controls (sequential:
+    the squared norm of control ``c`` after the earlier kept ones is the Schur complement ``A_cc - A_cK A_KK^-1
+    A_Kc``), so that the later of two collinear controls is the one named."""
+    kept, bad, partners = [], [], []
+    for c in range(A.shape[0]):
+        floor2 = (rtol * max(float(raw[c]), 1e-300)) ** 2
+        if kept:
+            K = np.array(kept)
+            b = np.linalg.solve(A[np.ix_(K, K)], A[K, c])
+            left = float(A[c, c] - A[c, K] @ b)
+        else:
+            b, left = np.zeros(0), float(A[c, c])
+        if left <= floor2:
+            bad.append(c)
+            contrib = np.abs(b) * np.sqrt(np.maximum(np.diag(A)[kept], 0)) if kept else np.zeros(0)
+            partners.append([k for k, t in zip(kept, contrib) if t > 1e-6 * np.sqrt(max(A[c, c], 0))]
+                            if A[c, c] > floor2 else [])
+            continue
         kept.append(c)
     if bad:
         raise Collinear(bad, partners)

@@ -18,6 +18,9 @@ and :func:`characteristics`):
       then ``gamma_lk = mu_l + eta_k + interaction`` by employment-weighted least squares; ``mu_l`` is the place
       effect net of industry composition.
 
+- :func:`collapse_panel`: a worker-year panel on disk collapsed in DuckDB to worker x enterprise x place x industry
+  cells (:class:`PanelCells`), on which :func:`place_effects` and :func:`decompose_gaps` give the person-year
+  answer exactly at a fraction of the memory (the population path).
 - :func:`decompose_gaps`: each place's mean log pay gap against England, split exactly into people (mean worker
   effect and observed characteristics), industry mix (national industry premiums weighted by the place's industry
   shares), firms within industries (the rest of the mean firm premium), the place effect and the residual; and
@@ -32,8 +35,9 @@ and :func:`characteristics`):
 - :func:`rolling`: the decomposition re-estimated on rolling windows of years (Card, Heining and Kline 2013, *QJE*
   128(3):967-1015, do the same for AKM), with :meth:`RollingResult.changes` testing changes between windows.
 
-Every fixed-effect model is solved by :func:`prosperity.akm.fit_fixed_effects`; connected sets come from the shared
-kernel :func:`prosperity._sparse.component_labels`; input checks go through :mod:`prosperity._checks`; results
+Every fixed-effect model is solved by :func:`prosperity.akm.fit_fixed_effects` (on cells by
+:func:`prosperity._sparse.solve_cells`, the same least squares from cell-level data); connected sets come from the
+shared kernel :func:`prosperity._sparse.component_labels`; input checks go through :mod:`prosperity._checks`; results
 derive from :class:`prosperity._results.Result` (main table ``table``). This module only builds samples, checks
 identification and aggregates. Vocabulary: ``level`` is the geography column places are keyed by, ``place`` the
 place component of a gap, ``people`` the people component.
@@ -42,6 +46,7 @@ place component of a gap, ``people`` the people component.
 from __future__ import annotations
 
 import os
+import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -51,7 +56,7 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
-from . import akm, geography
+from . import _sparse, akm, geography
 from ._checks import (InputTypeError, fail, first_ids, require_choice, require_columns, require_complete,
                       require_numeric, require_positive, require_unique)
 from ._results import Result
@@ -63,6 +68,8 @@ __all__ = [
     "SHARES",
     "PlaceEffects",
     "place_effects",
+    "PanelCells",
+    "collapse_panel",
     "GapDecomposition",
     "decompose_gaps",
     "gap_components",
@@ -116,6 +123,10 @@ def _panel(linked, columns: Sequence[str] | None = None) -> pd.DataFrame:
     workers = getattr(linked, "workers", None)
     if isinstance(workers, pd.DataFrame):
         return workers
+    if type(linked).__name__ == "PanelCells":
+        fail("collapsed cells (collapse_panel) serve place_effects and decompose_gaps only: this function needs the "
+             "person-year panel (for rolling windows, collapse each window with collapse_panel(where=...))",
+             "workers", kind=InputTypeError)
     fail(f"expected a LinkedData (with a .workers DataFrame) or a DataFrame, got {type(linked).__name__}",
          "workers", kind=InputTypeError)
 
@@ -126,16 +137,17 @@ def _require(df: pd.DataFrame, cols: Sequence[str | None], table: str, ids: str 
     require_complete(df, cols, table, id_cols=ids)
 
 
-def _largest_component(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Rows (boolean mask) in the largest connected component (by rows) of the bipartite graph with edges
-    (a_r, b_r), and the number of components (the shared kernel :func:`prosperity._sparse.component_labels`)."""
+def _largest_component(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Rows (boolean mask) in the largest connected component (by rows, or by the sum of ``weights``: person-years
+    of collapsed cells) of the bipartite graph with edges (a_r, b_r), and the number of components (the shared
+    kernel :func:`prosperity._sparse.component_labels`)."""
     ca, na = id_codes(pd.Series(a))
     cb, nb = id_codes(pd.Series(b))
     n, lab = component_labels(ca, cb, na, nb)
     if n == 1:
         return np.ones(len(ca), dtype=bool), 1
     row_lab = lab[cb]
-    sizes = np.bincount(row_lab, minlength=n)
+    sizes = np.bincount(row_lab, weights=weights, minlength=n)
     return row_lab == int(np.argmax(sizes)), int(n)
 
 
@@ -229,8 +241,10 @@ class PlaceEffects(Result):
         return "\n".join(lines)
 
 
-def _identified_sample(df: pd.DataFrame, model: str, worker: str, firm: str, level: str, industry: str):
-    """Restrict to the set on which the model's effects are identified; return mask and counts."""
+def _identified_sample(df: pd.DataFrame, model: str, worker: str, firm: str, level: str, industry: str,
+                       weights: np.ndarray | None = None):
+    """Restrict to the set on which the model's effects are identified; return mask and counts. ``weights``: the
+    person-years of each row when the rows are collapsed cells (components are then largest by person-years)."""
     info = {}
     keep = np.ones(len(df), dtype=bool)
     if model == "worker+place":
@@ -247,14 +261,15 @@ def _identified_sample(df: pd.DataFrame, model: str, worker: str, firm: str, lev
         info["firm_place_components"] = _largest_component(df[firm].to_numpy(), df[level].to_numpy())[1]
     first = True
     for _ in range(20):  # iterate the two restrictions to a fixed point (one or two rounds in practice)
-        m, ncomp = _largest_component(wk[keep], cell[keep])
+        m, ncomp = _largest_component(wk[keep], cell[keep], None if weights is None else weights[keep])
         if first:
             info["worker_components"] = ncomp
         new = keep.copy()
         new[np.flatnonzero(keep)[~m]] = False
         if model == "worker+firm+place":
             sub = df.loc[new, [firm, level]]
-            m2, _ = _largest_component(sub[firm].to_numpy(), sub[level].to_numpy())
+            m2, _ = _largest_component(sub[firm].to_numpy(), sub[level].to_numpy(),
+                                       None if weights is None else weights[new])
             idx = np.flatnonzero(new)
             new[idx[~m2]] = False
         first = False
@@ -273,8 +288,12 @@ def place_effects(linked, model: str = "worker+firm+place", *, level: str = "lad
 
     Parameters
     ----------
-    linked : a :class:`prosperity.link.LinkedData` (its ``.workers`` panel is used), a worker-year DataFrame, or the
-        folder of ``link.build_panel(..., output=folder)`` (only the columns used are read from its ``workers.parquet``).
+    linked : a :class:`prosperity.link.LinkedData` (its ``.workers`` panel is used), a worker-year DataFrame, the
+        folder of ``link.build_panel(..., output=folder)`` (only the columns used are read from its
+        ``workers.parquet``),
+        or the :class:`PanelCells` of :func:`collapse_panel` (the population path: the same estimates, with the
+        columns and controls chosen at the collapse; ``rows`` then has one row per cell, its person-years in
+        ``n_obs`` and the cell means of ``y, alpha, psi, phi, tau, xb, resid``).
     model : ``"worker+place"`` (a), ``"worker+firm+place"`` (b) or ``"worker+place×industry"`` (c); see the module
         docstring for the equations and what identifies each.
     level : the geography column the places are keyed by: ``"lad"`` (district), ``"itl3"`` or ``"region"``.
@@ -297,6 +316,10 @@ def place_effects(linked, model: str = "worker+firm+place", *, level: str = "lad
     PlaceEffects
     """
     model = _norm_model(model)
+    if isinstance(linked, PanelCells):
+        _cells_arguments(linked, dict(y=y, worker=worker, firm=firm, industry=industry, time=time, level=level),
+                         controls)
+        return _place_effects_cells(linked, model, se=se, folds=folds, seed=seed, tol=tol, quiet=quiet)
     df = _panel(linked, [y, worker, firm, industry, time, *controls, *_LEVELS])
     cols = [y, worker, level] + ([firm] if model != "worker+place" else []) + \
         ([industry] if model == "worker+place×industry" else []) + ([time] if time else []) + list(controls)
@@ -381,24 +404,7 @@ def _fit_model(work, model, *, y, worker, firm, level, industry, time, controls,
         rows["phi"] = lookup(level)
     else:
         rows["gamma"] = lookup("_cell")
-        c = pd.DataFrame({level: work[level].to_numpy(), industry: work[industry].to_numpy(),
-                          "gamma": rows["gamma"].to_numpy()})
-        cells = (c.groupby([level, industry], sort=True, observed=True)
-                 .agg(gamma=("gamma", "first"), n_obs=("gamma", "size")).reset_index())
-        # gamma_lk = mu_l + eta_k + interaction, employment-weighted least squares (CRY 2021)
-        two = akm.fit_fixed_effects(cells, "gamma", effects=[level, industry], weights="n_obs", tol=tol)
-        mu = two.effects[level].set_index(level)["effect"]
-        eta = two.effects[industry].set_index(industry)["effect"]
-        cells["mu"] = cells[level].map(mu).to_numpy()
-        cells["eta"] = cells[industry].map(eta).to_numpy()
-        cells["interaction"] = cells["gamma"] - cells["mu"] - cells["eta"]
-        # make mu have person-year mean zero; the level goes to the industry/firm part
-        mbar = _wmean(cells["mu"].to_numpy(), cells["n_obs"].to_numpy(dtype=float))
-        cells["mu"] -= mbar
-        cells["eta"] += mbar
-        rows["phi"] = rows[level].map(cells.groupby(level)["mu"].first()).to_numpy()
-        rows["psi"] = rows["gamma"] - rows["phi"]
-        rows = rows.drop(columns="gamma")
+        rows, cells = _split_cells(rows, level, industry, tol)
     rows["resid"] = res.resid
     # sanity: the components add up to y (the solver's own identity)
     total = rows["alpha"] + rows["psi"] + rows["phi"] + rows["tau"] + rows["xb"] + rows["resid"]
@@ -408,9 +414,34 @@ def _fit_model(work, model, *, y, worker, firm, level, industry, time, controls,
     return res, rows, cells
 
 
-def _effects_table(rows: pd.DataFrame, level: str, worker: str, firm: str) -> pd.DataFrame:
+def _split_cells(rows: pd.DataFrame, level: str, industry: str, tol: float, weights: str | None = None):
+    """Model (c)'s second stage: ``gamma_lk = mu_l + eta_k + interaction`` by employment-weighted least squares
+    (CRY 2021) on the place x industry cells of ``rows`` (person-years, or collapsed rows with person-years in
+    ``weights``); returns the rows with ``phi = mu`` and ``psi = gamma - mu`` in place of ``gamma``, and the cells."""
+    c = pd.DataFrame({level: rows[level].to_numpy(), industry: rows[industry].to_numpy(),
+                      "gamma": rows["gamma"].to_numpy(),
+                      "_n": 1 if weights is None else rows[weights].to_numpy()})
+    cells = (c.groupby([level, industry], sort=True, observed=True)
+             .agg(gamma=("gamma", "first"), n_obs=("_n", "sum")).reset_index())
+    two = akm.fit_fixed_effects(cells, "gamma", effects=[level, industry], weights="n_obs", tol=tol)
+    mu = two.effects[level].set_index(level)["effect"]
+    eta = two.effects[industry].set_index(industry)["effect"]
+    cells["mu"] = cells[level].map(mu).to_numpy()
+    cells["eta"] = cells[industry].map(eta).to_numpy()
+    cells["interaction"] = cells["gamma"] - cells["mu"] - cells["eta"]
+    # make mu have person-year mean zero; the level goes to the industry/firm part
+    mbar = _wmean(cells["mu"].to_numpy(), cells["n_obs"].to_numpy(dtype=float))
+    cells["mu"] -= mbar
+    cells["eta"] += mbar
+    rows["phi"] = rows[level].map(cells.groupby(level, observed=True)["mu"].first()).to_numpy()
+    rows["psi"] = rows["gamma"] - rows["phi"]
+    return rows.drop(columns="gamma"), cells
+
+
+def _effects_table(rows: pd.DataFrame, level: str, worker: str, firm: str, weights: str | None = None) -> pd.DataFrame:
     g = rows.groupby(level, sort=True, observed=True)
-    out = pd.DataFrame({"effect": g["phi"].first(), "n_obs": g.size(), "n_people": g[worker].nunique()})
+    n_obs = g.size() if weights is None else g[weights].sum()
+    out = pd.DataFrame({"effect": g["phi"].first(), "n_obs": n_obs, "n_people": g[worker].nunique()})
     out["n_firms"] = g[firm].nunique() if firm in rows else 0
     return out.reset_index()
 
@@ -440,17 +471,22 @@ def _refit(sub: pd.DataFrame, model: str, **kw) -> pd.DataFrame:
     return _fit_model(sub.loc[keep].reset_index(drop=True), model, **kw)[1]
 
 
-def _jackknife_se(work, model, eff, *, folds, seed, quiet=True, **kw):
+def _jackknife_se(work, model, eff, *, folds, seed, quiet=True, refit=None, **kw):
     """Jackknife over random groups of workers: the place effects of every fold, their standard errors, the
-    fold of every worker, and (when the panel has the industry column) each fold's gap components by place."""
+    fold of every worker, and (when the panel has the industry column) each fold's gap components by place.
+    ``refit(mask)``: the estimation rows re-fitted on the rows ``mask`` of ``work`` (default: the person-year
+    refit of :func:`_refit`; collapsed cells pass their own)."""
     level, worker = kw["level"], kw["worker"]
+    if refit is None:
+        def refit(mask):
+            return _refit(work.loc[mask].reset_index(drop=True), model, **kw)
     fold_of = _worker_folds(work, worker, folds, seed)
     f = fold_of.reindex(work[worker].to_numpy()).to_numpy()
     base = eff.set_index(level)
     w = base["n_obs"].astype(float)
     est, comps = [], []
     for k in tqdm(range(folds), disable=quiet, desc="jackknife folds"):
-        rows = _refit(work.loc[f != k].reset_index(drop=True), model, **kw)
+        rows = refit(f != k)
         e = rows.groupby(level, sort=True, observed=True)["phi"].first().reindex(base.index)
         ok = e.notna()
         e = e - _wmean(e[ok].to_numpy(), w[ok].to_numpy())  # same normalisation as the full sample
@@ -462,6 +498,461 @@ def _jackknife_se(work, model, eff, *, folds, seed, quiet=True, **kw):
     reps.insert(0, level, base.index.to_numpy())
     fold_comps = pd.concat(comps, ignore_index=True) if comps else None
     return pd.DataFrame({level: base.index, "se": _jackknife(est)}), reps, fold_of, fold_comps
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the population path: a worker-year panel collapsed to cells
+
+
+@dataclass(frozen=True, repr=False)
+class PanelCells(Result):
+    """A worker-year panel collapsed to cells (see :func:`collapse_panel`): what :func:`place_effects` and
+    :func:`decompose_gaps` take instead of the person-year panel at population scale.
+
+    Attributes
+    ----------
+    table
+        one row per cell, a worker's person-years in one enterprise, place (``level``) and industry: ``_w``,
+        ``_f`` (integer codes into ``workers`` and ``firms``), ``<level>``, ``<industry>`` and the coarser
+        geography of the place (categoricals), ``n_obs`` (person-years), ``y`` (the cell mean of the outcome),
+        ``ss`` (the within-cell sum of squares of the outcome), ``_bits`` (the periods present: bit ``t`` for
+        ``times[t]``) and ``_x0, _x1, ...`` (the cell sums of the controls); sorted by worker, firm, place and
+        industry code.
+    person_years
+        the arrays behind the within-cell moments of any subset of cells, sorted by cell and period (a cell's
+        person-years are the next ``n_obs`` rows): ``t`` (int8 period code), ``y`` (float64) and ``X`` (float64,
+        one column per control): 9 + 8 k bytes a person-year.
+    workers, firms
+        the ids behind the codes, sorted.
+    times
+        the period values in code order (one, 0, with ``time=None``).
+    columns
+        the names: ``y, worker, firm, industry, level, time, controls`` (the controls' names; a control given as
+        an SQL expression is named by its key) and ``levels`` (the geography columns carried).
+    n_obs, source, seconds
+        person-years collapsed, the source (for messages) and the time the collapse took.
+    """
+
+    table: pd.DataFrame = field(repr=False)
+    person_years: dict = field(repr=False)
+    workers: pd.Index = field(repr=False)
+    firms: pd.Index = field(repr=False)
+    times: np.ndarray
+    columns: dict
+    n_obs: int
+    source: str
+    seconds: float
+
+    def summary(self) -> str:
+        c = self.columns
+        k = len(c["controls"])
+        return "\n".join([
+            f"Panel collapsed to cells (worker x enterprise x {c['level']} x {c['industry']}) from {self.source}",
+            f"  {self.n_obs:,} person-years in {len(self.table):,} cells; {len(self.workers):,} workers, "
+            f"{len(self.firms):,} enterprises, {self.table[c['level']].nunique():,} places, "
+            f"{len(self.times)} period(s)",
+            f"  controls: {', '.join(c['controls']) or 'none'}; {self.seconds:.1f} s; person-year arrays "
+            f"{(9 + 8 * k) * self.n_obs / 2**20:,.0f} MiB"])
+
+
+def collapse_panel(source, *, y: str = "lhw", worker: str = "piden", firm: str = "entref",
+                   industry: str = "industry", level: str = "lad", time: str | None = "year",
+                   controls: Sequence[str] | dict = (), where: str | None = None, memory_limit: str | None = "4GB",
+                   threads: int | None = None, temp_directory: str | None = None) -> PanelCells:
+    """Collapse a worker-year panel on disk to worker x enterprise x place x industry cells, in DuckDB.
+
+    The input of the place models at population scale: ``place_effects(cells, ...)`` and
+    ``decompose_gaps(cells, ...)`` give what they give on the person-year panel (the same effects, to CG tolerance,
+    tested in ``tests/test_places_cells.py``) while holding about ``9 + 8 k`` bytes per person-year (``k``
+    controls) and some 60 bytes per cell, against several hundred bytes per person-year for the in-memory path.
+
+    Why it is exact. In the three place models every fixed effect (worker, firm, place, place x industry) is
+    constant within a cell, so the person-year normal equations of the effects involve the outcome only through
+    the cell sums; year effects and controls vary within a cell and enter through their within-cell scatter
+    (:func:`prosperity._sparse.solve_cells`, Frisch-Waugh-Lovell in two parts). The gap components are person-year
+    means, hence cell-weighted means. Nothing is approximated.
+
+    ``source``: the folder of ``link.build_panel(..., output=folder)`` (its ``workers.parquet``, checked against
+    the manifest), a Parquet file, folder or glob, or a DataFrame. ``controls``: column names, or a mapping of
+    names to SQL expressions over the panel's columns (e.g. ``{"agesq": "((age - 40) / 10) ^ 2"}``).
+    ``where``: an optional SQL condition applied first (e.g. ``"year BETWEEN 2010 AND 2014"``). The coarser
+    geography (``itl3``, ``region`` when present) must be a function of ``level``; it is carried per place.
+
+    Refused, naming the table, column and first worker ids: missing columns, a non-numeric outcome, missing or
+    infinite values, two rows of one worker in one period (``time``), more than 63 periods, a place with two
+    values of a coarser geography. DuckDB (``memory_limit``, spilling to ``temp_directory``, ``threads``) does the
+    grouping and sorting; every sum is taken afterwards in a fixed order, so the result does not depend on the
+    number of threads.
+    """
+    import duckdb
+
+    from . import _io
+
+    t0 = _time.perf_counter()
+    require_choice(level, "level", _LEVELS)
+    ctrl = dict(controls) if isinstance(controls, dict) else {c: None for c in controls}
+    roles = [y, worker, firm, industry, level] + ([time] if time else [])
+    if len(set(roles)) < len(roles):
+        fail(f"y, worker, firm, industry, level and time must be different columns, got {roles}", "workers")
+    shadow = [c for c in ctrl if c in roles]
+    if shadow:
+        fail(f"control(s) {shadow} would shadow the column of another role", "workers", shadow[0])
+    con = _io.duckdb_connect(memory_limit, temp_directory, threads)
+    q = lambda c: '"' + str(c).replace('"', '""') + '"'  # noqa: E731
+    try:
+        if isinstance(source, pd.DataFrame):
+            con.register("panel_frame", source)
+            rel, table, label = "panel_frame", "workers", "a DataFrame"
+        else:
+            rel, table = akm._panel_source(source)
+            label = str(source)
+        cols = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {rel})").fetchall())
+        missing = [c for c in roles + [c for c, e in ctrl.items() if e is None] if c not in cols]
+        if missing:
+            fail(f"missing column(s) {missing} (has {sorted(cols)})", table, missing[0])
+        num = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+               "FLOAT", "REAL", "DOUBLE")
+        for c in [y] + [c for c, e in ctrl.items() if e is None]:
+            if not (cols[c] in num or cols[c].startswith("DECIMAL")):
+                fail(f"must be numeric, got type {cols[c]}", table, c)
+        extra = [g for g in _LEVELS if g != level and g in cols]
+        xs = [f"CAST({e if e is not None else q(c)} AS DOUBLE) AS x{j}" for j, (c, e) in enumerate(ctrl.items())]
+        sel = [f"{q(worker)} AS w", f"{q(firm)} AS f", f"{q(level)} AS l", f"{q(industry)} AS k",
+               (f"{q(time)} AS t" if time else "0 AS t"), f"CAST({q(y)} AS DOUBLE) AS y", *xs,
+               *[f"{q(g)} AS e{m}" for m, g in enumerate(extra)]]
+        con.execute(f"CREATE TEMP VIEW src AS SELECT {', '.join(sel)} FROM {rel}"
+                    + (f" WHERE {where}" if where else ""))
+        xnames = [f"x{j}" for j in range(len(ctrl))]
+        checks = [(worker, "w IS NULL", "missing"), (firm, "f IS NULL", "missing"), (level, "l IS NULL", "missing"),
+                  (industry, "k IS NULL", "missing"), (y, "y IS NULL OR isnan(y) OR isinf(y)", "missing or infinite")]
+        if time:
+            checks.append((time, "t IS NULL", "missing"))
+        checks += [(c, f"{x} IS NULL OR isnan({x}) OR isinf({x})", "missing or infinite") for c, x in zip(ctrl, xnames)]
+        checks += [(g, f"e{m} IS NULL", "missing") for m, g in enumerate(extra)]
+        counts = con.execute("SELECT " + ", ".join(f"count(*) FILTER ({cond})" for _, cond, _ in checks)
+                             + ", count(*) FROM src").fetchone()
+        for (c, cond, what), n_bad in zip(checks, counts):
+            if n_bad:
+                ids = [r[0] for r in con.execute(f"SELECT w FROM src WHERE {cond} LIMIT 5").fetchall()]
+                fail(f"{n_bad:,} {what} value(s); drop or impute them explicitly first (no row is dropped "
+                     "silently)", table, c, ids, worker)
+        n = int(counts[-1])
+        if n == 0:
+            fail("has no rows" + (f" where {where}" if where else ""), table)
+        if time:
+            dup = con.execute("SELECT w, t, count(*) FROM src GROUP BY w, t HAVING count(*) > 1 ORDER BY w, t "
+                              "LIMIT 5").fetchall()
+            if dup:
+                fail(f"(worker, {time}) pairs appear more than once (e.g. {dup[0][0]!r} in {dup[0][1]!r}, {dup[0][2]} "
+                     "rows): one row per worker and period is needed (link.build_panel keeps the main job)",
+                     table, time, [r[0] for r in dup], worker)
+        for m, g in enumerate(extra):
+            bad = con.execute(f"SELECT l FROM src GROUP BY l HAVING count(DISTINCT e{m}) > 1 ORDER BY l LIMIT 5"
+                              ).fetchall()
+            if bad:
+                fail(f"is not a function of {level}: {len(bad)}+ {level} value(s) have two {g} values",
+                     table, g, [r[0] for r in bad], level)
+        for name, col in (("wk", "w"), ("fk", "f"), ("tk", "t"), ("kk", "k")):
+            con.execute(f"CREATE TEMP TABLE {name} AS SELECT {col}, (row_number() OVER (ORDER BY {col}) - 1)"
+                        f"::INTEGER AS {col}_ FROM (SELECT DISTINCT {col} FROM src)")
+        agg = ", ".join(f"any_value(e{m}) AS e{m}" for m in range(len(extra)))
+        con.execute(f"CREATE TEMP TABLE lk AS SELECT l, (row_number() OVER (ORDER BY l) - 1)::INTEGER AS l_"
+                    f"{', ' + ', '.join(f'e{m}' for m in range(len(extra))) if extra else ''} FROM "
+                    f"(SELECT l{', ' + agg if extra else ''} FROM src GROUP BY l)")
+        T = con.execute("SELECT count(*) FROM tk").fetchone()[0]
+        if T > 63:
+            fail(f"has {T} distinct periods; at most 63 are supported (pass where= to select years)", table, time)
+        con.execute("CREATE TEMP VIEW coded AS SELECT w_, f_, l_, k_, t_, y" + "".join(f", {x}" for x in xnames)
+                    + " FROM src JOIN wk USING (w) JOIN fk USING (f) JOIN lk USING (l) JOIN kk USING (k) "
+                    "JOIN tk USING (t)")
+        con.execute("CREATE TEMP TABLE cel AS SELECT (row_number() OVER (ORDER BY w_, f_, l_, k_) - 1)::INTEGER "
+                    "AS id, * FROM (SELECT w_, f_, l_, k_, count(*)::INTEGER AS c, bit_or(1::BIGINT << t_) AS bits "
+                    "FROM coded GROUP BY w_, f_, l_, k_)")
+        cel = con.execute("SELECT w_, f_, l_, k_, c, bits FROM cel ORDER BY id").fetchnumpy()
+        wid = con.sql("SELECT w FROM wk ORDER BY w_").to_arrow_table().column(0).to_pandas()
+        fid = con.sql("SELECT f FROM fk ORDER BY f_").to_arrow_table().column(0).to_pandas()
+        tvals = con.sql("SELECT t FROM tk ORDER BY t_").to_arrow_table().column(0).to_numpy()
+        kvals = con.sql("SELECT k FROM kk ORDER BY k_").to_arrow_table().column(0).to_pandas()
+        lk = con.sql("SELECT * FROM lk ORDER BY l_").to_arrow_table().to_pandas()
+        cell = np.empty(n, dtype=np.int32)
+        tt = np.empty(n, dtype=np.int8)
+        yv = np.empty(n)
+        X = np.empty((n, len(ctrl)))
+        reader = con.sql("SELECT id, t_, y" + "".join(f", {x}" for x in xnames) + " FROM coded JOIN cel "
+                         "USING (w_, f_, l_, k_) ORDER BY id, t_").to_arrow_reader(1 << 20)
+        pos = 0
+        for batch in reader:
+            m = batch.num_rows
+            cell[pos:pos + m] = batch.column(0).to_numpy()
+            tt[pos:pos + m] = batch.column(1).to_numpy()
+            yv[pos:pos + m] = batch.column(2).to_numpy()
+            for j in range(len(ctrl)):
+                X[pos:pos + m, j] = batch.column(3 + j).to_numpy()
+            pos += m
+        if pos != n:
+            raise RuntimeError(f"collapse_panel: {pos:,} person-years came back from the cells, {n:,} went in")
+    except duckdb.Error as exc:  # an unreadable file, a bad `where` or control expression
+        fail(f"DuckDB could not read or collapse {label}{f' with where={where!r}' if where else ''}: {exc}", table)
+    finally:
+        con.close()
+    c = np.asarray(cel["c"], dtype=np.int32)
+    nc = len(c)
+    ybar = np.bincount(cell, weights=yv, minlength=nc) / c
+    ss = np.bincount(cell, weights=(yv - ybar[cell]) ** 2, minlength=nc)
+    frame = {"_w": np.asarray(cel["w_"], dtype=np.int32), "_f": np.asarray(cel["f_"], dtype=np.int32)}
+    lcode = np.asarray(cel["l_"], dtype=np.int32)
+    frame[level] = pd.Categorical.from_codes(lcode, categories=pd.Index(lk["l"]))
+    for m, g in enumerate(extra):
+        gv = lk[f"e{m}"]
+        cats = pd.Index(sorted(gv.unique()))
+        frame[g] = pd.Categorical.from_codes(cats.get_indexer(gv)[lcode], categories=cats)
+    frame[industry] = pd.Categorical.from_codes(np.asarray(cel["k_"], dtype=np.int32), categories=pd.Index(kvals))
+    frame.update(n_obs=c, y=ybar, ss=ss, _bits=np.asarray(cel["bits"], dtype=np.int64))
+    for j in range(len(ctrl)):
+        frame[f"_x{j}"] = np.bincount(cell, weights=X[:, j], minlength=nc)
+    del cel
+    del cell  # the rows are sorted by cell: a cell's person-years are the next n_obs rows
+    return PanelCells(table=pd.DataFrame(frame), person_years={"t": tt, "y": yv, "X": X},
+                      workers=pd.Index(wid, name=worker), firms=pd.Index(fid, name=firm), times=tvals,
+                      columns={"y": y, "worker": worker, "firm": firm, "industry": industry, "level": level,
+                               "time": time, "controls": tuple(ctrl), "levels": (level, *extra)},
+                      n_obs=n, source=label, seconds=_time.perf_counter() - t0)
+
+
+def _cell_moments(pc: PanelCells, keep: np.ndarray, chunk: int = 1 << 19) -> dict:
+    """Person-year moments of the cells ``keep`` (boolean over ``pc.table``), summed in a fixed order: per
+    period the count, sum of y and sums of the controls; the controls' cross-products with themselves and y.
+    Works through ``chunk`` cells at a time (their person-years are consecutive rows of ``pc.person_years``)."""
+    py = pc.person_years
+    T, k = len(pc.times), py["X"].shape[1]
+    out = {"n_t": np.zeros(T), "y_t": np.zeros(T), "x_t": np.zeros((T, k)), "xx": np.zeros((k, k)),
+           "xy": np.zeros(k)}
+    c = pc.table["n_obs"].to_numpy()
+    off = np.concatenate([[0], np.cumsum(c, dtype=np.int64)])
+    for a in range(0, len(c), chunk):
+        b = min(len(c), a + chunk)
+        s, e = off[a], off[b]
+        m = np.repeat(keep[a:b], c[a:b])
+        t = py["t"][s:e][m]
+        yv = py["y"][s:e][m]
+        X = py["X"][s:e][m]
+        out["n_t"] += np.bincount(t, minlength=T)
+        out["y_t"] += np.bincount(t, weights=yv, minlength=T)
+        for j in range(k):
+            out["x_t"][:, j] += np.bincount(t, weights=X[:, j], minlength=T)
+        out["xx"] += np.einsum("ij,ik->jk", X, X)
+        out["xy"] += np.einsum("ij,i->j", X, yv)
+    return out
+
+
+def _fit_cells(pc: PanelCells, model: str, keep: np.ndarray | None, tol: float, maxiter: int = 10000):
+    """The place model ``model`` on the cells ``keep`` of ``pc`` (all when None): identified set, least squares
+    (:func:`prosperity._sparse.solve_cells`), and the estimation rows, one per cell. Returns
+    ``(MultiwayResult, rows, cells of model (c) or None, identification counts, rows of pc.table fitted)``."""
+    t0 = _time.perf_counter()
+    c = pc.columns
+    worker, firm, level, industry, time = c["worker"], c["firm"], c["level"], c["industry"], c["time"]
+    tab = pc.table if keep is None else pc.table.loc[keep]
+    idx_all = np.arange(len(pc.table)) if keep is None else np.flatnonzero(keep)
+    wts = tab["n_obs"].to_numpy(dtype=float)
+    n_in = int(wts.sum())
+    ok, info = _identified_sample(tab[["_w", "_f", level, industry]], model, "_w", "_f", level, industry,
+                                  weights=wts)
+    if not ok.any():
+        fail("no identified sample (no worker links any two places)", "workers", level)
+    tab = tab.loc[ok] if not ok.all() else tab
+    idx = idx_all[ok]
+    w = tab["n_obs"].to_numpy(dtype=float)
+    N = float(w.sum())
+    wc, wids = _recode_codes(tab["_w"].to_numpy())
+    fcodes = tab["_f"].to_numpy()
+    lc, lids = _recode_codes(tab[level].cat.codes.to_numpy().astype(np.int32))
+    sets = []
+    if model == "worker+firm+place":
+        fc, fids = _recode_codes(fcodes)
+        sets = [("firm", fc, fids), ("level", lc, lids)]
+    elif model == "worker+place":
+        sets = [("level", lc, lids)]
+    else:
+        cellc, cells_u = pd.factorize(pd.MultiIndex.from_arrays([tab[level].cat.codes.to_numpy(),
+                                                                tab[industry].cat.codes.to_numpy()]), sort=True)
+        sets = [("cell", cellc.astype(np.int32), np.arange(len(cells_u)))]
+    sys_ = _sparse.System(wc, len(wids), [g for _, g, _ in sets], [len(u) for _, _, u in sets], w)
+    mask = np.zeros(len(pc.table), dtype=bool)
+    mask[idx] = True
+    mo = _cell_moments(pc, mask)
+    present = np.flatnonzero(mo["n_t"] > 0)
+    dummies = present[1:] if time else present[:0]
+    nd, k = len(dummies), len(c["controls"])
+    bits = tab["_bits"].to_numpy()
+    xs = [tab[f"_x{j}"].to_numpy() for j in range(k)]
+
+    def cell_sum(j):  # cell sums of control j (time dummies first)
+        return ((bits >> dummies[j]) & 1).astype(float) if j < nd else xs[j - nd]
+
+    p = nd + k
+    # person-year cross-products, then the within-cell scatter: X'X - sum_m s_m s_m' / c_m
+    XX = np.zeros((p, p))
+    Xy = np.zeros(p)
+    XX[:nd, :nd] = np.diag(mo["n_t"][dummies])
+    XX[:nd, nd:] = mo["x_t"][dummies]
+    XX[nd:, :nd] = mo["x_t"][dummies].T
+    XX[nd:, nd:] = mo["xx"]
+    Xy[:nd], Xy[nd:] = mo["y_t"][dummies], mo["xy"]
+    ysum = tab["y"].to_numpy() * w
+    Zs = np.zeros((p, p))
+    Zy = np.zeros(p)
+    for s in range(0, len(w), 1 << 20):
+        S = np.column_stack([cell_sum(j)[s:s + (1 << 20)] for j in range(p)]) if p else np.zeros((0, 0))
+        if p:
+            Zs += np.einsum("ij,ik->jk", S / w[s:s + (1 << 20), None], S)
+            Zy += np.einsum("ij,i->j", S, ysum[s:s + (1 << 20)] / w[s:s + (1 << 20)])
+    Sxx, Sxy = XX - Zs, Xy - Zy
+    sums = np.concatenate([mo["n_t"][dummies], mo["x_t"].sum(axis=0)])
+    raw = np.sqrt(np.maximum(np.diag(XX) - sums ** 2 / N, 0.0))
+    names = [f"{time}={v}" for v in pc.times[dummies]] + list(c["controls"])
+    try:
+        beta, alpha, psi, resid, it, rel = _sparse.solve_cells(
+            sys_, tab["y"].to_numpy(), lambda j: cell_sum(j) / w, p, Sxx, Sxy, tol, maxiter, raw=raw)
+    except _sparse.Collinear as e:
+        bad = [names[i] for i in e.positions]
+        fail(f"control column(s) {bad} are collinear with the fixed effects and the controls before them: "
+             "nothing is left of them after partialling out; remove them from controls", "workers", bad[0])
+    diag = {"iterations": int(it), "rel_residual": rel, "converged": bool(rel <= tol * 10),
+            "n_unidentified": int(sys_.unidentified.sum()), "collapsed_cells": int(len(w)),
+            "seconds": _time.perf_counter() - t0}
+    if not diag["converged"]:
+        raise RuntimeError(f"place_effects: the fixed-effect solver did not converge ({diag})")
+    # normalisation as fit_fixed_effects: every later set (and the year effects) has person-year mean zero
+    tau_t = np.zeros(len(pc.times))
+    tau_t[dummies] = beta[:nd]
+    tmean = float(mo["n_t"] @ tau_t) / N
+    tau_t[present] -= tmean
+    alpha = alpha + tmean
+    eff = {}
+    for s_i, (name, g, ids) in enumerate(sets):
+        o, m = sys_.offsets[s_i], len(ids)
+        blk = psi[o:o + m].copy()
+        mean_k = float(np.einsum("i,i->", w, blk[g])) / N
+        blk -= mean_k
+        alpha = alpha + mean_k
+        eff[name] = (g, blk, ids)
+    rows = {worker: pd.Categorical.from_codes(tab["_w"].to_numpy(), categories=pc.workers),
+            firm: pd.Categorical.from_codes(fcodes, categories=pc.firms)}
+    for col in (*c["levels"], industry):
+        rows[col] = tab[col].array
+    rows["n_obs"] = tab["n_obs"].to_numpy()
+    rows["y"] = tab["y"].to_numpy()
+    rows["alpha"] = alpha[wc]
+    rows["tau"] = sum((((bits >> t) & 1) * tau_t[t] for t in present), np.zeros(len(w))) / w
+    bx = beta[nd:]
+    rows["xb"] = sum((xs[j] * bx[j] for j in range(k)), np.zeros(len(w))) / w
+    rows = pd.DataFrame(rows)
+    cells = None
+    if model == "worker+place":
+        rows["psi"] = 0.0
+        rows["phi"] = eff["level"][1][lc]
+    elif model == "worker+firm+place":
+        rows["psi"] = eff["firm"][1][eff["firm"][0]]
+        rows["phi"] = eff["level"][1][lc]
+    else:
+        rows["gamma"] = eff["cell"][1][eff["cell"][0]]
+        rows, cells = _split_cells(rows, level, industry, tol, weights="n_obs")
+    rows["resid"] = resid
+    total = rows["alpha"] + rows["psi"] + rows["phi"] + rows["tau"] + rows["xb"] + rows["resid"]
+    err = float(np.max(np.abs(total - rows["y"]))) if len(rows) else 0.0
+    if err > 1e-6:
+        raise RuntimeError(f"place_effects: components do not add up to the cell means of {c['y']} (max error "
+                           f"{err:.2e})")
+    ss = float(np.einsum("i->", tab["ss"].to_numpy()))
+    rss = float(np.einsum("i,i->", w, resid ** 2)) + ss - 2 * float(beta @ Sxy) + float(beta @ Sxx @ beta)
+    ybar_all = float(np.einsum("i->", ysum)) / N
+    tss = ss + float(np.einsum("i,i->", w, (tab["y"].to_numpy() - ybar_all) ** 2))
+    effects = {worker: pd.DataFrame({worker: pc.workers[wids], "effect": alpha,
+                                     "n_obs": np.bincount(wc, weights=w).astype(np.int64)})}
+    labels = {"firm": (firm, lambda ids: pc.firms[ids]), "level": (level, lambda ids: tab[level].cat.categories[ids]),
+              "cell": ("_cell", lambda ids: ids)}
+    for name, (g, blk, ids) in eff.items():
+        col, lab = labels[name]
+        effects[col] = pd.DataFrame({col: lab(ids), "effect": blk,
+                                     "n_obs": np.bincount(g, weights=w, minlength=len(ids)).astype(np.int64)})
+    if time:
+        effects[time] = pd.DataFrame({time: pc.times[present], "effect": tau_t[present],
+                                      "n_obs": mo["n_t"][present].astype(np.int64)})
+    names_fx = [worker] + [labels[nm][0] for nm, _, _ in sets] + ([time] if time else [])
+    res = akm.MultiwayResult(
+        y=c["y"], effect_names=tuple(names_fx), effects=effects, coef=pd.Series(bx, index=list(c["controls"]),
+                                                                              dtype=float),
+        fitted=rows["y"].to_numpy() - resid, resid=resid,
+        normalisation=f"cells: sets after the first ({', '.join(names_fx[1:])}) have person-year mean zero; the "
+                      f"first ({worker}) absorbs the level; fitted and resid are cell means",
+        diagnostics=diag, n_obs=int(N), r2=1.0 - rss / tss if tss > 0 else float("nan"),
+        rmse=float(np.sqrt(max(rss, 0.0) / N)))
+    info["n_in"] = n_in
+    return res, rows, cells, info, idx
+
+
+_DEFAULTS = dict(y="lhw", worker="piden", firm="entref", industry="industry", time="year", level="lad")
+
+
+def _cells_arguments(pc: PanelCells, given: dict, controls) -> None:
+    """Column arguments given beside collapsed cells must be those of the collapse (or the defaults)."""
+    for k, v in given.items():
+        if v != pc.columns[k] and v != _DEFAULTS[k]:
+            fail(f"{k}={v!r} differs from the collapse's {k}={pc.columns[k]!r}; columns are chosen in "
+                 "collapse_panel", "cells", k)
+    if tuple(controls) and tuple(controls) != tuple(pc.columns["controls"]):
+        fail(f"controls={list(controls)} differ from the collapse's {list(pc.columns['controls'])}; controls are "
+             "chosen in collapse_panel", "cells", "controls")
+
+
+def _place_effects_cells(pc: PanelCells, model: str, *, se: bool = False, folds: int = 10, seed: int = 0,
+                         tol: float = 1e-10, quiet: bool = True, keep: np.ndarray | None = None) -> PlaceEffects:
+    """:func:`place_effects` on collapsed cells (``keep``: a boolean mask over ``pc.table``, e.g. a half of the
+    workers). ``rows`` then has one row per cell, with its person-years in ``n_obs`` and cell means of ``y``,
+    ``tau``, ``xb`` and ``resid``."""
+    c = pc.columns
+    worker, firm, level, industry = c["worker"], c["firm"], c["level"], c["industry"]
+    res, rows, cells, info, idx = _fit_cells(pc, model, keep, tol)
+    eff = _effects_table(rows, level, worker, firm, weights="n_obs")
+    w = rows["n_obs"].to_numpy(dtype=float)
+    wcode = rows[worker].cat.codes.to_numpy()
+    lcode = rows[level].cat.codes.to_numpy().astype(np.int64)
+    wl = np.unique(wcode.astype(np.int64) * (int(lcode.max()) + 1) + lcode) // (int(lcode.max()) + 1)
+    fcode = rows[firm].cat.codes.to_numpy().astype(np.int64)
+    fl = np.unique(fcode * (int(lcode.max()) + 1) + lcode) // (int(lcode.max()) + 1)
+    nplaces_f = np.bincount(fl, minlength=len(pc.firms))
+    multi = nplaces_f[fcode] > 1
+    info.update(n_obs=int(w.sum()), dropped_obs=int(info.pop("n_in") - w.sum()),
+                n_workers=int(len(np.unique(wcode))), n_firms=int(len(np.unique(fcode))),
+                n_places=int(rows[level].nunique()),
+                n_place_movers=int((np.bincount(wl, minlength=len(pc.workers)) > 1).sum()),
+                n_multi_place_firms=int((nplaces_f > 1).sum()),
+                share_obs_multi_place_firms=float(w[multi].sum() / w.sum()))
+    if cells is not None:
+        info["n_cells"] = int(len(cells))
+    info["solver"] = dict(res.diagnostics)
+    colmap = dict(y=c["y"], worker=worker, firm=firm, level=level, industry=industry, time=c["time"],
+                  controls=tuple(c["controls"]), tol=tol, weights="n_obs")
+    replicates = fold_of = fold_comps = None
+    if se:
+        def refit(mask):
+            m = np.zeros(len(pc.table), dtype=bool)
+            m[idx[mask]] = True
+            return _fit_cells(pc, model, m, tol)[1]  # noqa: B023
+
+        se_tab, replicates, fold_of, fold_comps = _jackknife_se(
+            rows, model, eff, folds=folds, seed=seed, quiet=quiet, refit=refit, **colmap)
+        eff = eff.merge(se_tab, on=level, how="left")
+    return PlaceEffects(model=model, level=level, table=eff, identification=info, rows=rows, cells=cells,
+                        fit=res, columns=colmap, replicates=replicates, worker_folds=fold_of,
+                        fold_components=fold_comps)
+
+
+def _recode_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes with unused values removed, in sorted order: (new int32 codes, the original codes kept)."""
+    u, inv = np.unique(codes, return_inverse=True)
+    return inv.astype(np.int32), u
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -484,7 +975,8 @@ def gap_components(rows: pd.DataFrame, level: str, *, y: str = "y", people: str 
         residual_p     = gap_p - people_p - industry_mix_p - firm_within_p - place_p
 
     so the five components add up to ``gap`` exactly (to floating-point rounding). ``people`` may name several
-    columns (e.g. ``["alpha", "xb"]``), which are summed. Means are person-year weighted (or by ``weights``).
+    columns (e.g. ``["alpha", "xb"]``), which are summed. Means are person-year weighted (or by ``weights``, e.g.
+    the person-years ``n_obs`` of rows collapsed to cells; ``n_obs`` is then the sum of the weights).
 
     Returns one row per place: ``<level>, gap, people, industry_mix, firm_within, place, residual, n_obs`` and
     ``n_people``, ``n_firms`` (distinct workers and enterprises) when ``worker``/``firm`` columns are given.
@@ -522,7 +1014,8 @@ def gap_components(rows: pd.DataFrame, level: str, *, y: str = "y", people: str 
     out["firm_within"] = (means["psi"] - nat["psi"]) - out["industry_mix"]
     out["place"] = means["place"] - nat["place"]
     out["residual"] = out["gap"] - out[["people", "industry_mix", "firm_within", "place"]].sum(axis=1)
-    out["n_obs"] = rows.groupby(level, sort=True, observed=True).size().reindex(out.index).to_numpy()
+    out["n_obs"] = (rows.groupby(level, sort=True, observed=True).size() if weights is None
+                    else gp["_w"]).reindex(out.index).to_numpy()
     if worker is not None and worker in rows:
         out["n_people"] = rows.groupby(level, sort=True, observed=True)[worker].nunique().reindex(out.index).to_numpy()
     if firm is not None and firm in rows:
@@ -738,7 +1231,7 @@ class GapDecomposition(Result):
 def _components(rows: pd.DataFrame, c: dict, level: str) -> pd.DataFrame:
     """:func:`gap_components` of fitted estimation rows (people = worker effects, year effects and controls)."""
     return gap_components(rows, level, y="y", people=["alpha", "tau", "xb"], firm_premium="psi", place="phi",
-                          industry=c["industry"], worker=c["worker"], firm=c["firm"])
+                          industry=c["industry"], worker=c["worker"], firm=c["firm"], weights=c.get("weights"))
 
 
 def _geo_map(rows: pd.DataFrame, fit_level: str, level: str, geo: pd.DataFrame | None) -> pd.Series:
@@ -826,17 +1319,25 @@ def decompose_gaps(linked, level: str = "lad", *, effects: PlaceEffects | None =
     times, the jackknife costs ``folds`` fits; with few groups its intervals use Student t with ``folds - 1``
     degrees of freedom.
 
+    ``linked`` may be the :class:`PanelCells` of :func:`collapse_panel` (the population path): the halves and the
+    jackknife groups are then drawn over the workers in sorted order, which is their order of appearance in a panel
+    sorted by worker, so that the cells and the sorted person-year panel give the same answer.
+
     Card, Rothstein and Yi (2021, CES WP 21-32); Combes, Duranton and Gobillon (2008, *J. Urban Econ.*).
     """
     require_choice(level, "level", _LEVELS)
     if splits < 1:
         raise ValueError(f"splits must be at least 1, got {splits}")
-    df = _panel(linked, [kwargs.get("y", "lhw"), kwargs.get("worker", "piden"), kwargs.get("firm", "entref"),
-                         kwargs.get("industry", "industry"), kwargs.get("time", "year"), *kwargs.get("controls", ()),
-                         *_LEVELS])
+    pc = linked if isinstance(linked, PanelCells) else None
+    df = pc.table if pc is not None else _panel(
+        linked, [kwargs.get("y", "lhw"), kwargs.get("worker", "piden"), kwargs.get("firm", "entref"),
+                 kwargs.get("industry", "industry"), kwargs.get("time", "year"), *kwargs.get("controls", ()),
+                 *_LEVELS])
+    if pc is not None and fit_level != pc.columns["level"]:
+        fail(f"fit_level={fit_level!r} differs from the collapse's level {pc.columns['level']!r}", "cells", "level")
     if effects is None:
-        effects = place_effects(df, model=model, level=fit_level, se=se, folds=folds, seed=seed, quiet=quiet,
-                                **kwargs)
+        effects = place_effects(linked if pc is not None else df, model=model, level=fit_level, se=se, folds=folds,
+                                seed=seed, quiet=quiet, **kwargs)
     if se and effects.fold_components is None:
         fail("has no jackknife replicates; fit it with place_effects(..., se=True) (and an industry column)",
              "effects")
@@ -865,24 +1366,37 @@ def decompose_gaps(linked, level: str = "lad", *, effects: PlaceEffects | None =
     if correct:
         c = effects.columns
         rng = np.random.default_rng(seed)
-        wk = df[c["worker"]]
-        ids = wk.unique()
+        if pc is not None:  # workers in code order: the order of appearance of a panel sorted by worker
+            wcode = df["_w"].to_numpy()
+
+            def per_row(a):
+                return np.asarray(a)[wcode]
+
+            n_ids = len(pc.workers)
+        else:
+            wk = df[c["worker"]]
+            ids = wk.unique()
+            n_ids = len(ids)
+
+            def per_row(a):
+                return pd.Series(a, index=ids).reindex(wk.to_numpy()).to_numpy()
         # the halves are fitted exactly as the full sample was (same columns, controls and tolerance)
         kw = dict(level=effects.level, y=c["y"], worker=c["worker"], firm=c["firm"], industry=c["industry"],
                   time=c["time"], controls=c.get("controls", ()), tol=c.get("tol", 1e-10))
 
         def fit(part):
+            if pc is not None:
+                return _gap_frame(_place_effects_cells(pc, effects.model, tol=kw["tol"], keep=part), level, geo)
             return _gap_frame(place_effects(df.loc[part], model=effects.model, **kw), level, geo)
 
         def cross(pair):
             return variance_across_places(pair[0], pair[1], level=level)["value"]
 
         if se:  # groups of workers within each half, drawn apart from the halves (which stay those of se=False)
-            grp = pd.Series(np.random.default_rng([seed, 1]).integers(0, K, len(ids)), index=ids)
-            g = grp.reindex(wk.to_numpy()).to_numpy()
+            g = per_row(np.random.default_rng([seed, 1]).integers(0, K, n_ids))
         values, var_s = [], []
         for _ in range(splits):
-            h = pd.Series(rng.integers(0, 2, len(ids)).astype(bool), index=ids).reindex(wk.to_numpy()).to_numpy()
+            h = per_row(rng.integers(0, 2, n_ids).astype(bool))
             parts = (h, ~h)
             halves = [fit(part) for part in parts]
             values.append(cross(halves))
