@@ -234,12 +234,13 @@ def _md(res: dict) -> str:
              f"Measured {m['date']} on {m['machine']}, {m['cores']} cores, {m['memory_gib']} GiB, Python "
              f"{m['python']}; shared machine, every step run with `nice -n 10` while other jobs ran "
              f"(load average at the start {m['load_start']}, at the end {m['load_end']}).", "",
-             f"Command: `{m['command']}`", "",
+             f"Command (the last run): `{m['command']}`. Steps kept from earlier runs of the same fraction and seed "
+             "show their own date in the column `measured`.", "",
              f"Population fraction **{m['fraction']}** (seed {m['seed']}): this run is NOT the full population "
              f"unless the fraction is 1. DuckDB memory limit {m['memory_limit']}.", "",
              "Each step ran in a fresh process; peak = that process's `VmHWM`.", "",
              "<!-- england-steps -->", "",
-             "| step | what | wall s | CPU s | peak MiB | size |", "|---|---|---|---|---|---|"]
+             "| step | what | wall s | CPU s | peak MiB | size | measured |", "|---|---|---|---|---|---|---|"]
     what = {"baseline": "imports only", "write": "`synthetic.write_population`", "link": "`link.build_panel(output=)`",
             "fit": "`akm.fit_panel(connected='leave_one_out')`", "kss": "`decompose('kss')` + plug-in",
             "kss_se": "`fit_panel(leave_out='match_movers')` + `decompose('kss', se=True)`",
@@ -263,7 +264,7 @@ def _md(res: dict) -> str:
                                      f"{r['collapse_seconds']:.0f} s), {r['n_places']} districts"),
                 "places_rows": lambda r: f"{r['person_years']:,} person-years, {r['n_places']} districts"}[s](r)
         lines.append(f"| {s} | {what[s]} | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} | {r['peak_mib']:,.0f} | "
-                     f"{size} |")
+                     f"{size} | {r.get('measured', '')} |")
     est = [(st, r) for st, r in ((st, res["steps"].get(st)) for st in ("fit", "kss", "kss_se", "places",
                                                                          "places_rows"))
            if r is not None and "error" not in r]
@@ -352,6 +353,7 @@ def main():
         return
     data.mkdir(parents=True, exist_ok=True)
     out = Path(a.out)
+    out = out.parent / out.name.replace(".", "_")  # with_suffix below must not eat a dot of the name (england_0.2)
     prev = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     same = prev.get("meta", {}).get("fraction") == a.fraction and prev.get("meta", {}).get("seed") == a.seed
     res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
@@ -372,7 +374,8 @@ def main():
             print(r.stderr[-3000:], flush=True)
             res["steps"][step] = {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
             break
-        res["steps"][step] = json.loads(line[-1][4:])
+        res["steps"][step] = {**json.loads(line[-1][4:]), "measured": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                     time.gmtime())}
         print(json.dumps(res["steps"][step]), flush=True)
         res["meta"]["load_end"] = round(os.getloadavg()[0], 1)
         out.with_suffix(".json").write_text(json.dumps(res, indent=1))
