@@ -787,8 +787,8 @@ def _fit_cells(pc: PanelCells, model: str, keep: np.ndarray | None, tol: float, 
     bits = tab["_bits"].to_numpy()
     xs = [tab[f"_x{j}"].to_numpy() for j in range(k)]
 
-    def cell_sum(j):  # cell sums of control j (time dummies first)
-        return ((bits >> dummies[j]) & 1).astype(float) if j < nd else xs[j - nd]
+    def cell_sum(j, sl=slice(None)):  # cell sums of control j (time dummies first), on the cells sl
+        return ((bits[sl] >> dummies[j]) & 1).astype(float) if j < nd else xs[j - nd][sl]
 
     p = nd + k
     # person-year cross-products, then the within-cell scatter: X'X - sum_m s_m s_m' / c_m
@@ -802,11 +802,11 @@ def _fit_cells(pc: PanelCells, model: str, keep: np.ndarray | None, tol: float, 
     ysum = tab["y"].to_numpy() * w
     Zs = np.zeros((p, p))
     Zy = np.zeros(p)
-    for s in range(0, len(w), 1 << 20):
-        S = np.column_stack([cell_sum(j)[s:s + (1 << 20)] for j in range(p)]) if p else np.zeros((0, 0))
-        if p:
-            Zs += np.einsum("ij,ik->jk", S / w[s:s + (1 << 20), None], S)
-            Zy += np.einsum("ij,i->j", S, ysum[s:s + (1 << 20)] / w[s:s + (1 << 20)])
+    for s in range(0, len(w) if p else 0, 1 << 20):
+        sl = slice(s, s + (1 << 20))
+        S = np.column_stack([cell_sum(j, sl) for j in range(p)])
+        Zs += np.einsum("ij,ik->jk", S / w[sl, None], S)
+        Zy += np.einsum("ij,i->j", S, ysum[sl] / w[sl])
     Sxx, Sxy = XX - Zs, Xy - Zy
     sums = np.concatenate([mo["n_t"][dummies], mo["x_t"].sum(axis=0)])
     raw = np.sqrt(np.maximum(np.diag(XX) - sums ** 2 / N, 0.0))
