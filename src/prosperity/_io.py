@@ -158,6 +158,16 @@ def verify(folder, kind: str | None = None, checksums: str | bool = "auto") -> d
     return man
 
 
+#: DuckDB's numeric column types (``DECIMAL(p, s)`` too, by its prefix): what an outcome or control must be.
+DUCKDB_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                  "UBIGINT", "FLOAT", "REAL", "DOUBLE")
+
+
+def duckdb_numeric(column_type: str) -> bool:
+    """Whether a DuckDB column type (as ``DESCRIBE`` prints it) is numeric."""
+    return column_type in DUCKDB_NUMERIC or column_type.startswith("DECIMAL")
+
+
 def duckdb_connect(memory_limit=None, temp_directory=None, threads=None):
     """An in-memory DuckDB connection with the package's settings: insertion order not preserved (joins and
     aggregations may stream), ``memory_limit`` (spilling to ``temp_directory``, created if missing) and

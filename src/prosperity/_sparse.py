@@ -311,7 +311,8 @@ def solve_cells(sys_: System, ybar: np.ndarray, xcol, p: int, Sxx: np.ndarray, S
 
     width = int(max(1, min(cols, block_bytes // (40 * max(n, 1)))))
     Psi_all = np.zeros((M, cols))
-    G = np.zeros((cols, cols))  # V'W M_W V (symmetric)
+    G = np.zeros((cols, cols))  # V'W M_W V (symmetric): for each block J, the entries (i, J) with i from J on
+    done = np.zeros((cols, cols), dtype=bool)
     it_all, rel_all = 0, 0.0
     for j0 in range(0, cols, width):
         J = list(range(j0, min(cols, j0 + width)))
@@ -322,12 +323,14 @@ def solve_cells(sys_: System, ybar: np.ndarray, xcol, p: int, Sxx: np.ndarray, S
         del V
         E *= w[:, None]
         Psi_all[:, J] = Psi
-        for i in range(cols):  # einsum, not BLAS: the same sums whatever the number of threads
-            G[i, J] = np.einsum("i,ij->j", col(i), E)
+        for i in range(j0, cols):  # earlier columns' entries are their blocks' (G is symmetric); einsum, not
+            G[i, J] = np.einsum("i,ij->j", col(i), E)  # BLAS: the same sums whatever the number of threads
+            done[i, J] = True
         del E
         it_all += it
         rel_all = max(rel_all, float(np.max(rel, initial=0.0)))
-    G = 0.5 * (G + G.T)
+    both = done & done.T  # pairs within a block were computed both ways: average them
+    G = np.where(both, 0.5 * (G + G.T), np.where(done, G, G.T))
     if p:
         A = Sxx + G[1:, 1:]
         bvec = Sxy + G[1:, 0]

@@ -713,9 +713,7 @@ def fit_panel(source, y: str = "lhw", worker: str = "piden", firm: str = "entref
         missing = [c for c in (y, worker, firm) if c not in cols]
         if missing:
             _checks.fail(f"missing column(s) {missing} (has {sorted(cols)})", table, missing[0])
-        num = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-               "FLOAT", "REAL", "DOUBLE")
-        if not (cols[y] in num or cols[y].startswith("DECIMAL")):
+        if not _io.duckdb_numeric(cols[y]):
             _checks.fail(f"must be numeric, got type {cols[y]}", table, y)
         has_t = time is not None and time in cols
         src = f"(SELECT {q(worker)} AS w, {q(firm)} AS f, CAST({q(y)} AS DOUBLE) AS y" + \

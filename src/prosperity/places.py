@@ -123,7 +123,7 @@ def _panel(linked, columns: Sequence[str] | None = None) -> pd.DataFrame:
     workers = getattr(linked, "workers", None)
     if isinstance(workers, pd.DataFrame):
         return workers
-    if type(linked).__name__ == "PanelCells":
+    if isinstance(linked, PanelCells):
         fail("collapsed cells (collapse_panel) serve place_effects and decompose_gaps only: this function needs the "
              "person-year panel (for rolling windows, collapse each window with collapse_panel(where=...))",
              "workers", kind=InputTypeError)
@@ -610,10 +610,8 @@ def collapse_panel(source, *, y: str = "lhw", worker: str = "piden", firm: str =
         missing = [c for c in roles + [c for c, e in ctrl.items() if e is None] if c not in cols]
         if missing:
             fail(f"missing column(s) {missing} (has {sorted(cols)})", table, missing[0])
-        num = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-               "FLOAT", "REAL", "DOUBLE")
         for c in [y] + [c for c, e in ctrl.items() if e is None]:
-            if not (cols[c] in num or cols[c].startswith("DECIMAL")):
+            if not _io.duckdb_numeric(cols[c]):
                 fail(f"must be numeric, got type {cols[c]}", table, c)
         extra = [g for g in _LEVELS if g != level and g in cols]
         xs = [f"CAST({e if e is not None else q(c)} AS DOUBLE) AS x{j}" for j, (c, e) in enumerate(ctrl.items())]
@@ -764,12 +762,14 @@ def _fit_cells(pc: PanelCells, model: str, keep: np.ndarray | None, tol: float, 
     idx = idx_all[ok]
     w = tab["n_obs"].to_numpy(dtype=float)
     N = float(w.sum())
-    wc, wids = _recode_codes(tab["_w"].to_numpy())
+    # codes of the levels present, in sorted order (linear time); the second value maps them to the original codes
+    wc, wids = _sparse.recode(tab["_w"].to_numpy(), np.arange(len(pc.workers)))
     fcodes = tab["_f"].to_numpy()
-    lc, lids = _recode_codes(tab[level].cat.codes.to_numpy().astype(np.int32))
+    lc, lids = _sparse.recode(tab[level].cat.codes.to_numpy().astype(np.int32),
+                              np.arange(len(tab[level].cat.categories)))
     sets = []
     if model == "worker+firm+place":
-        fc, fids = _recode_codes(fcodes)
+        fc, fids = _sparse.recode(fcodes, np.arange(len(pc.firms)))
         sets = [("firm", fc, fids), ("level", lc, lids)]
     elif model == "worker+place":
         sets = [("level", lc, lids)]
@@ -892,13 +892,13 @@ def _fit_cells(pc: PanelCells, model: str, keep: np.ndarray | None, tol: float, 
     return res, rows, cells, info, idx
 
 
-_DEFAULTS = dict(y="lhw", worker="piden", firm="entref", industry="industry", time="year", level="lad")
-
-
 def _cells_arguments(pc: PanelCells, given: dict, controls) -> None:
-    """Column arguments given beside collapsed cells must be those of the collapse (or the defaults)."""
+    """Column arguments given beside collapsed cells must be those of the collapse (or place_effects' defaults)."""
+    import inspect
+
+    defaults = inspect.signature(place_effects).parameters
     for k, v in given.items():
-        if v != pc.columns[k] and v != _DEFAULTS[k]:
+        if v != pc.columns[k] and v != defaults[k].default:
             fail(f"{k}={v!r} differs from the collapse's {k}={pc.columns[k]!r}; columns are chosen in "
                  "collapse_panel", "cells", k)
     if tuple(controls) and tuple(controls) != tuple(pc.columns["controls"]):
@@ -924,7 +924,7 @@ def _place_effects_cells(pc: PanelCells, model: str, *, se: bool = False, folds:
     nplaces_f = np.bincount(fl, minlength=len(pc.firms))
     multi = nplaces_f[fcode] > 1
     info.update(n_obs=int(w.sum()), dropped_obs=int(info.pop("n_in") - w.sum()),
-                n_workers=int(len(np.unique(wcode))), n_firms=int(len(np.unique(fcode))),
+                n_workers=int(len(res.effects[worker])), n_firms=int((np.bincount(fcode) > 0).sum()),
                 n_places=int(rows[level].nunique()),
                 n_place_movers=int((np.bincount(wl, minlength=len(pc.workers)) > 1).sum()),
                 n_multi_place_firms=int((nplaces_f > 1).sum()),
@@ -948,11 +948,6 @@ def _place_effects_cells(pc: PanelCells, model: str, *, se: bool = False, folds:
                         fit=res, columns=colmap, replicates=replicates, worker_folds=fold_of,
                         fold_components=fold_comps)
 
-
-def _recode_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes with unused values removed, in sorted order: (new int32 codes, the original codes kept)."""
-    u, inv = np.unique(codes, return_inverse=True)
-    return inv.astype(np.int32), u
 
 
 # ---------------------------------------------------------------------------------------------------------------
